@@ -1,0 +1,41 @@
+//! Writing security events. Callers write them inside the transaction of the change they record.
+
+use ladder_store::audit::{self, AuditEvent};
+use ladder_store::{Conn, StoreError, new_id};
+use serde_json::Value;
+
+use crate::browser::ClientInfo;
+
+/// Who and what an event is about.
+#[derive(Debug, Default, Clone)]
+pub struct Subject<'a> {
+    pub user_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+}
+
+pub fn record(
+    conn: &mut Conn,
+    now: i64,
+    kind: &str,
+    outcome: &str,
+    subject: Subject<'_>,
+    client: &ClientInfo,
+    detail: Value,
+) -> Result<(), StoreError> {
+    audit::insert_event(
+        conn,
+        &AuditEvent {
+            id: new_id(),
+            at: now,
+            kind: kind.into(),
+            outcome: outcome.into(),
+            user_id: subject.user_id.map(str::to_owned),
+            session_id: subject.session_id.map(str::to_owned),
+            client_id: subject.client_id.map(str::to_owned),
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            detail: detail.to_string(),
+        },
+    )
+}

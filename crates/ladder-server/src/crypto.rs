@@ -1,0 +1,134 @@
+//! Small cryptographic helpers: CSPRNG tokens, SHA-256 for high-entropy secrets, constant-time
+//! comparison, and AES-256-GCM under the server key for secrets kept at rest.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
+use secrecy::{ExposeSecret, SecretSlice};
+
+/// A random URL-safe token carrying `bytes` bytes of CSPRNG entropy (≥ 16 for anything guessable).
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // rand_bytes only fails when the OS entropy source is broken; nothing safe can continue then.
+    openssl::rand::rand_bytes(&mut buf).expect("the operating system's CSPRNG failed");
+    B64.encode(buf)
+}
+
+/// Hex SHA-256: how generated secrets (client secrets, codes, session tokens) are stored. They
+/// carry ≥ 128 bits of entropy, so a slow hash would add latency and no security.
+pub fn sha256_hex(input: &str) -> String {
+    openssl::sha::sha256(input.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// base64url(SHA-256(input)): the PKCE S256 transform (RFC 7636 §4.2).
+pub fn s256(input: &str) -> String {
+    B64.encode(openssl::sha::sha256(input.as_bytes()))
+}
+
+/// Compares secrets without leaking, through timing, how much of them matched.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
+}
+
+/// The key that encrypts secrets at rest (signing keys, TOTP secrets). Shared by every node.
+#[derive(Clone)]
+pub struct ServerKey(SecretSlice<u8>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the server key must be 32 bytes, base64 or base64url encoded")]
+    Malformed,
+    #[error("decryption failed: wrong server key or corrupt data")]
+    Decrypt,
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+}
+
+impl ServerKey {
+    pub fn generate() -> (ServerKey, String) {
+        let encoded = random_token(32);
+        let key = ServerKey::from_encoded(&encoded).expect("a freshly generated key parses");
+        (key, encoded)
+    }
+
+    pub fn from_encoded(encoded: &str) -> Result<ServerKey, KeyError> {
+        let trimmed = encoded.trim();
+        let bytes = B64
+            .decode(trimmed.trim_end_matches('='))
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(trimmed))
+            .map_err(|_| KeyError::Malformed)?;
+        if bytes.len() != 32 {
+            return Err(KeyError::Malformed);
+        }
+        Ok(ServerKey(bytes.into()))
+    }
+
+    /// base64url(nonce ‖ ciphertext ‖ tag); `context` is bound as associated data so a value
+    /// cannot be moved to another field.
+    pub fn encrypt(&self, context: &str, plaintext: &[u8]) -> Result<String, KeyError> {
+        let mut nonce = [0u8; 12];
+        openssl::rand::rand_bytes(&mut nonce).map_err(|e| KeyError::Encrypt(e.to_string()))?;
+        let mut tag = [0u8; 16];
+        let ct = encrypt_aead(
+            Cipher::aes_256_gcm(),
+            self.0.expose_secret(),
+            Some(&nonce),
+            context.as_bytes(),
+            plaintext,
+            &mut tag,
+        )
+        .map_err(|e| KeyError::Encrypt(e.to_string()))?;
+        let mut out = Vec::with_capacity(12 + ct.len() + 16);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out.extend_from_slice(&tag);
+        Ok(B64.encode(out))
+    }
+
+    pub fn decrypt(&self, context: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
+        let raw = B64.decode(sealed).map_err(|_| KeyError::Decrypt)?;
+        if raw.len() < 28 {
+            return Err(KeyError::Decrypt);
+        }
+        let (nonce, rest) = raw.split_at(12);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
+        decrypt_aead(Cipher::aes_256_gcm(), self.0.expose_secret(), Some(nonce), context.as_bytes(), ct, tag)
+            .map_err(|_| KeyError::Decrypt)
+    }
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerKey(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open() {
+        let (key, encoded) = ServerKey::generate();
+        let sealed = key.encrypt("ctx", b"secret").unwrap();
+        assert_eq!(ServerKey::from_encoded(&encoded).unwrap().decrypt("ctx", &sealed).unwrap(), b"secret");
+        assert!(key.decrypt("other", &sealed).is_err());
+        let (other, _) = ServerKey::generate();
+        assert!(other.decrypt("ctx", &sealed).is_err());
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mJ0kz5HcAZ6yLQ_p4x3w8lRgf1t-Fs"),
+            "E9Melhoa2OwvFWvdB8C2QH0h7sUIUoqEP6YuGsxBzNI"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+    }
+}

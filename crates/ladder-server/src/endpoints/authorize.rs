@@ -1,0 +1,385 @@
+//! The authorization endpoint: OAuth 2.0 (RFC 6749 §3.1, §4.1.1–4.1.2), OpenID Connect Core §3.1.2
+//! (GET and POST, prompt, max_age, id_token_hint, login_hint), PKCE (RFC 7636, S256 only),
+//! RFC 9207 (`iss` in the response) and the redirect rules of RFC 9700 §4.1.
+//!
+//! The checks run once, in order. Until the client and its redirect URI are validated, errors are
+//! shown as a page; after that, they are redirected to the RP.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use ladder_store::clients::{self, Client};
+use ladder_store::interactions::{self, Interaction};
+
+use crate::browser::{browser_hash, browser_key};
+use crate::crypto::random_token;
+use crate::errors::{AppError, OAuthError, error_page};
+use crate::grant::{self, AuthRequest, redirect_with};
+use crate::params::Params;
+use crate::session::{self, ActiveSession};
+use crate::state::AppState;
+
+/// Scopes Ladder knows; others are ignored (RFC 6749 §3.3 lets the server narrow the scope).
+const KNOWN_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+
+/// A redirect URI that exactly matches one registered for the client, with the request's state.
+#[derive(Debug, Clone)]
+pub struct ValidatedRedirect {
+    uri: String,
+    state: Option<String>,
+}
+
+/// An authorization error, redirected only when a validated redirect URI exists.
+#[derive(Debug)]
+pub struct AuthorizeError {
+    error: OAuthError,
+    redirect: Option<ValidatedRedirect>,
+    issuer: String,
+}
+
+impl std::fmt::Display for AuthorizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for AuthorizeError {
+    fn status_code(&self) -> StatusCode {
+        if self.redirect.is_some() { StatusCode::SEE_OTHER } else { self.error.status }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match &self.redirect {
+            Some(r) => {
+                let mut pairs = vec![("error", self.error.code), ("error_description", self.error.description.as_str())];
+                if let Some(s) = &r.state {
+                    pairs.push(("state", s));
+                }
+                pairs.push(("iss", &self.issuer));
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, redirect_with(&r.uri, &pairs)))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish()
+            }
+            None => error_page(
+                self.error.status,
+                "This sign-in link is not valid",
+                &format!(
+                    "{} For your safety Ladder did not send you back to the application. \
+                     Return to the application and try again, or contact its support.",
+                    self.error.description
+                ),
+                Some(self.error.code),
+            ),
+        }
+    }
+}
+
+pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AuthorizeError> {
+    let params = Params::parse(req.query_string().as_bytes());
+    authorize(&state, &req, params).await
+}
+
+pub async fn authorize_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, AuthorizeError> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(page_error(&state, "invalid_request", "A POST to /authorize must be form-encoded."));
+    }
+    authorize(&state, &req, Params::parse(&body)).await
+}
+
+#[tracing::instrument(name = "authorize", skip_all)]
+async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Result<HttpResponse, AuthorizeError> {
+    let client = check_client(state, &params).await?;
+    let redirect = check_redirect_uri(state, &client, &params)?;
+    let fail = |error: OAuthError| AuthorizeError {
+        error,
+        redirect: Some(redirect.clone()),
+        issuer: state.issuer.clone(),
+    };
+
+    check_duplicates(&params).map_err(fail)?;
+    check_response_type(&params).map_err(fail)?;
+    check_response_mode(&params).map_err(fail)?;
+    check_request_object(&params).map_err(fail)?;
+    let scope = check_scope(&client, &params).map_err(fail)?;
+    let code_challenge = check_pkce(&client, &params).map_err(fail)?;
+    let prompt = check_prompt(&params).map_err(fail)?;
+    let max_age = check_max_age(&params).map_err(fail)?;
+    let hint_sub = check_id_token_hint(state, &client, &params).await.map_err(fail)?;
+
+    let request = AuthRequest {
+        client_id: client.id.clone(),
+        redirect_uri: redirect.uri.clone(),
+        scope,
+        state: redirect.state.clone(),
+        nonce: param(&params, "nonce").map_err(fail)?,
+        code_challenge,
+        prompt_none: prompt.none,
+        prompt_login: prompt.login,
+        max_age,
+        login_hint: param(&params, "login_hint").map_err(fail)?,
+        hint_sub,
+    };
+
+    let current = session::current(state, req).await.map_err(|e| internal(state, e, &redirect))?;
+    match login_reason(current.as_ref(), &request, state.now()) {
+        None => {
+            let active = current.ok_or_else(|| internal(state, AppError::Blocking("no session".into()), &redirect))?;
+            complete_silently(state, &request, active).await.map_err(|e| internal(state, e, &redirect))
+        }
+        Some(_) if request.prompt_none => Err(fail(OAuthError::new(
+            "login_required",
+            "The user must sign in, and prompt=none forbids showing a page.",
+        ))),
+        Some(_) => start_interaction(state, req, &client, request).await.map_err(|e| internal(state, e, &redirect)),
+    }
+}
+
+/// Shown as a page (400), never redirected: the client or redirect URI could not be trusted.
+fn page_error(state: &AppState, code: &'static str, description: &str) -> AuthorizeError {
+    let mut error = OAuthError::new(code, description);
+    error.status = StatusCode::BAD_REQUEST;
+    AuthorizeError { error, redirect: None, issuer: state.issuer.clone() }
+}
+
+fn internal(state: &AppState, e: AppError, redirect: &ValidatedRedirect) -> AuthorizeError {
+    AuthorizeError { error: OAuthError::from(e), redirect: Some(redirect.clone()), issuer: state.issuer.clone() }
+}
+
+fn param(params: &Params, name: &str) -> Result<Option<String>, OAuthError> {
+    params
+        .get(name)
+        .map(|v| v.map(str::to_owned))
+        .map_err(|d| OAuthError::invalid_request(format!("The `{}` parameter is repeated.", d.0)))
+}
+
+async fn check_client(state: &AppState, params: &Params) -> Result<Client, AuthorizeError> {
+    let id = match params.get("client_id") {
+        Ok(Some(id)) => id.to_owned(),
+        Ok(None) => return Err(page_error(state, "invalid_request", "The request has no client_id.")),
+        Err(_) => return Err(page_error(state, "invalid_request", "The client_id parameter is repeated.")),
+    };
+    let found = state.read(move |conn| clients::find_client(conn, &id)).await.map_err(|e| AuthorizeError {
+        error: OAuthError::from(e),
+        redirect: None,
+        issuer: state.issuer.clone(),
+    })?;
+    match found {
+        Some(c) if !c.disabled => Ok(c),
+        _ => Err(page_error(state, "invalid_client", "The application that sent you here is not registered.")),
+    }
+}
+
+/// Exact string match against the registered URIs (RFC 9700 §2.1): no prefix, no normalisation.
+fn check_redirect_uri(state: &AppState, client: &Client, params: &Params) -> Result<ValidatedRedirect, AuthorizeError> {
+    let uri = match params.get("redirect_uri") {
+        Ok(Some(uri)) => uri,
+        Ok(None) => return Err(page_error(state, "invalid_request", "The request has no redirect_uri.")),
+        Err(_) => return Err(page_error(state, "invalid_request", "The redirect_uri parameter is repeated.")),
+    };
+    if !client.redirect_uris.iter().any(|r| r == uri) {
+        return Err(page_error(
+            state,
+            "invalid_request",
+            "The redirect_uri is not registered for this application.",
+        ));
+    }
+    // A repeated state cannot be echoed faithfully; the duplicate check reports it next.
+    let state_param = params.get("state").ok().flatten().map(str::to_owned);
+    Ok(ValidatedRedirect { uri: uri.to_owned(), state: state_param })
+}
+
+fn check_duplicates(params: &Params) -> Result<(), OAuthError> {
+    match params.first_duplicate() {
+        Some(name) => Err(OAuthError::invalid_request(format!("The `{name}` parameter is repeated."))),
+        None => Ok(()),
+    }
+}
+
+fn check_response_type(params: &Params) -> Result<(), OAuthError> {
+    match param(params, "response_type")?.as_deref() {
+        Some("code") => Ok(()),
+        None => Err(OAuthError::invalid_request("The response_type parameter is missing.")),
+        Some(_) => Err(OAuthError::new(
+            "unsupported_response_type",
+            "Only the authorization code flow (response_type=code) is supported.",
+        )),
+    }
+}
+
+fn check_response_mode(params: &Params) -> Result<(), OAuthError> {
+    match param(params, "response_mode")?.as_deref() {
+        None | Some("query") => Ok(()),
+        Some(_) => Err(OAuthError::invalid_request("Only response_mode=query is supported.")),
+    }
+}
+
+/// Request objects are not supported and discovery says so (OIDC Core §6.1–6.2).
+fn check_request_object(params: &Params) -> Result<(), OAuthError> {
+    if param(params, "request")?.is_some() {
+        return Err(OAuthError::new("request_not_supported", "Request objects are not supported."));
+    }
+    if param(params, "request_uri")?.is_some() {
+        return Err(OAuthError::new("request_uri_not_supported", "The request_uri parameter is not supported."));
+    }
+    Ok(())
+}
+
+fn check_scope(client: &Client, params: &Params) -> Result<Vec<String>, OAuthError> {
+    let requested = param(params, "scope")?.unwrap_or_default();
+    let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+    if !requested.contains(&"openid") {
+        return Err(OAuthError::new("invalid_scope", "The openid scope is required."));
+    }
+    let mut granted = vec!["openid".to_owned()];
+    for s in requested {
+        let allowed = KNOWN_SCOPES.contains(&s) && client.scopes.iter().any(|c| c == s);
+        if allowed && !granted.iter().any(|g| g == s) {
+            granted.push(s.to_owned());
+        }
+    }
+    Ok(granted)
+}
+
+/// PKCE: S256 only (`plain` refused); required for public clients (RFC 9700 §2.1.1).
+fn check_pkce(client: &Client, params: &Params) -> Result<Option<String>, OAuthError> {
+    let challenge = param(params, "code_challenge")?;
+    let method = param(params, "code_challenge_method")?;
+    match (&challenge, method.as_deref()) {
+        (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method was sent without code_challenge.")),
+        (Some(_), None | Some("plain")) => Err(OAuthError::invalid_request(
+            "Only code_challenge_method=S256 is supported; plain is refused.",
+        )),
+        (Some(_), Some(m)) if m != "S256" => {
+            Err(OAuthError::invalid_request("Only code_challenge_method=S256 is supported."))
+        }
+        (Some(c), Some(_)) => {
+            // base64url(SHA-256) is exactly 43 characters.
+            let valid = c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if valid { Ok(challenge) } else { Err(OAuthError::invalid_request("The code_challenge is malformed.")) }
+        }
+        (None, None) if client.is_public => {
+            Err(OAuthError::invalid_request("Public clients must use PKCE (code_challenge with S256)."))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn check_prompt(params: &Params) -> Result<ladder_core::Prompt, OAuthError> {
+    param(params, "prompt")?
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: ladder_core::prompt::PromptError| OAuthError::invalid_request(format!("{e}.")))
+}
+
+fn check_max_age(params: &Params) -> Result<Option<i64>, OAuthError> {
+    match param(params, "max_age")? {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u32>()
+            .map(|n| Some(i64::from(n)))
+            .map_err(|_| OAuthError::invalid_request("max_age must be a non-negative integer number of seconds.")),
+    }
+}
+
+/// An `id_token_hint` must be an ID token Ladder issued to this client; expiry does not matter.
+async fn check_id_token_hint(state: &AppState, client: &Client, params: &Params) -> Result<Option<String>, OAuthError> {
+    let Some(hint) = param(params, "id_token_hint")? else {
+        return Ok(None);
+    };
+    let keys = state.keys.get().await;
+    let invalid = || OAuthError::invalid_request("The id_token_hint is not an ID token issued by this provider.");
+    let (_, claims) = keys.verify(&hint).map_err(|_| invalid())?;
+    let iss_ok = claims.get("iss").and_then(|v| v.as_str()) == Some(state.issuer.as_str());
+    let aud_ok = match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => a == &client.id,
+        Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(client.id.as_str())),
+        _ => false,
+    };
+    let sub = claims.get("sub").and_then(|v| v.as_str());
+    match sub {
+        Some(sub) if iss_ok && aud_ok => Ok(Some(sub.to_owned())),
+        _ => Err(invalid()),
+    }
+}
+
+/// Why the user must sign in (again) before this request can complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginReason {
+    NoSession,
+    PromptLogin,
+    MaxAge,
+    IdTokenHintMismatch,
+}
+
+pub fn login_reason(current: Option<&ActiveSession>, request: &AuthRequest, now: i64) -> Option<LoginReason> {
+    let Some(current) = current else {
+        return Some(LoginReason::NoSession);
+    };
+    if current.proofs.is_empty() {
+        return Some(LoginReason::NoSession);
+    }
+    if request.prompt_login {
+        return Some(LoginReason::PromptLogin);
+    }
+    if let Some(max_age) = request.max_age
+        && now - grant::auth_time(&current.proofs) > max_age
+    {
+        return Some(LoginReason::MaxAge);
+    }
+    if request.hint_sub.as_deref().is_some_and(|sub| sub != current.user.id) {
+        return Some(LoginReason::IdTokenHintMismatch);
+    }
+    None
+}
+
+/// The session already satisfies the request: issue a code without showing a page.
+async fn complete_silently(state: &AppState, request: &AuthRequest, active: ActiveSession) -> Result<HttpResponse, AppError> {
+    let (issuer, ttl, now) = (state.issuer.clone(), state.settings.tokens.code_ttl_secs, state.now());
+    let request = request.clone();
+    let location = state
+        .write(move |conn| {
+            grant::issue_code(conn, &request, &active.user.id, &active.session.id, &active.proofs, &issuer, ttl, now)
+        })
+        .await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// Saves the request and sends the browser to Ladder's sign-in page for it.
+async fn start_interaction(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &Client,
+    request: AuthRequest,
+) -> Result<HttpResponse, AppError> {
+    let (key, new_cookie) = browser_key(state, req);
+    let now = state.now();
+    let interaction = Interaction {
+        id: random_token(24),
+        browser_hash: browser_hash(&key),
+        client_id: client.id.clone(),
+        request: serde_json::to_string(&request)?,
+        created_at: now,
+        expires_at: now + state.settings.tokens.interaction_ttl_secs,
+    };
+    let location = format!("/interaction/{}", interaction.id);
+    state.write(move |conn| interactions::insert_interaction(conn, &interaction)).await?;
+    let mut resp = HttpResponse::SeeOther();
+    resp.insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(c) = new_cookie {
+        resp.cookie(c);
+    }
+    Ok(resp.finish())
+}

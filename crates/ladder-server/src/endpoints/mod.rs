@@ -1,0 +1,7 @@
+//! One module per protocol endpoint.
+
+pub mod authorize;
+pub mod discovery;
+pub mod jwks;
+pub mod token;
+pub mod userinfo;

@@ -1,0 +1,3 @@
+//! Ladder's own pages while an authorization request is pending.
+
+pub mod login;

@@ -1,0 +1,22 @@
+//! Ladder's HTTP server: the OpenID Connect endpoints, the sign-in pages, and the management
+//! operations the CLI (and the admin console) perform.
+
+pub mod audit;
+pub mod browser;
+pub mod client_auth;
+pub mod crypto;
+pub mod endpoints;
+pub mod errors;
+pub mod grant;
+pub mod interaction;
+pub mod manage;
+pub mod params;
+pub mod session;
+pub mod settings;
+pub mod signing;
+pub mod startup;
+pub mod state;
+
+pub use settings::Settings;
+pub use startup::{build_state, resolve_server_key, run};
+pub use state::AppState;

@@ -1,0 +1,72 @@
+//! The browser's signed-in session, as handlers see it.
+
+use actix_web::HttpRequest;
+use ladder_core::ProvenFactor;
+use ladder_store::sessions::{self, ProofContext, Session};
+use ladder_store::users::{self, User};
+use ladder_store::{Conn, StoreError, new_id};
+
+use crate::browser::{ClientInfo, session_token};
+use crate::crypto::{random_token, sha256_hex};
+use crate::errors::AppError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub session: Session,
+    pub user: User,
+    pub proofs: Vec<ProvenFactor>,
+}
+
+/// The live session behind the request's cookie, with its user (if enabled) and proofs.
+pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<ActiveSession>, AppError> {
+    let Some(token) = session_token(state, req) else {
+        return Ok(None);
+    };
+    let (now, idle) = (state.now(), state.settings.session.idle_timeout_secs);
+    state
+        .read(move |conn| {
+            let Some(session) = sessions::find_live_session(conn, &sha256_hex(&token), now, idle)? else {
+                return Ok(None);
+            };
+            let Some(user) = users::find_user(conn, &session.user_id)?.filter(|u| !u.disabled) else {
+                return Ok(None);
+            };
+            let proofs = sessions::proven_factors(conn, &session.id)?;
+            sessions::touch(conn, &session.id, now)?;
+            Ok(Some(ActiveSession { session, user, proofs }))
+        })
+        .await
+}
+
+/// Starts a new session for `user_id` with `proof` as its first factor, ending `previous` (a new
+/// session id at every authentication). Returns the session id and the cookie token.
+pub fn start(
+    conn: &mut Conn,
+    user_id: &str,
+    previous: Option<&str>,
+    proof: &ProvenFactor,
+    client: &ClientInfo,
+    absolute_timeout: i64,
+) -> Result<(String, String), StoreError> {
+    let now = proof.proven_at;
+    if let Some(prev) = previous {
+        sessions::end_session(conn, prev, now)?;
+    }
+    let token = random_token(32);
+    let session = Session {
+        id: new_id(),
+        token_hash: sha256_hex(&token),
+        user_id: user_id.to_owned(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + absolute_timeout,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        ended_at: None,
+    };
+    sessions::insert_session(conn, &session)?;
+    let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
+    sessions::insert_factor(conn, &session.id, proof, &ctx)?;
+    Ok((session.id, token))
+}

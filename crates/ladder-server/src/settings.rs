@@ -1,0 +1,239 @@
+//! Typed settings, loaded once: defaults ← `config/ladder.toml` (or `--config FILE`) ←
+//! `LADDER_SECTION__KEY` environment variables. Validated at start-up; passed around as app data.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub security: SecuritySettings,
+    pub session: SessionSettings,
+    pub tokens: TokenSettings,
+    pub login: LoginSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// The issuer identifier: scheme, host, optional port and path; no query or fragment.
+    pub issuer: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { bind: "127.0.0.1:8080".into(), issuer: "http://127.0.0.1:8080".into(), workers: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { url: "sqlite://data/ladder.db".into(), pool_size: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// The server key itself (base64, 32 bytes). Prefer `LADDER_SERVER_KEY` or the key file.
+    pub server_key: Option<SecretString>,
+    /// Where the server key is read from, or generated into on a local first run.
+    pub server_key_file: String,
+    /// Password hashes computed at once; 0 means one per core. Bounds memory and CPU under load.
+    pub hashing_concurrency: usize,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings { server_key: None, server_key_file: "data/server.key".into(), hashing_concurrency: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings { idle_timeout_secs: 2 * 3600, absolute_timeout_secs: 24 * 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    pub code_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub access_token_ttl_secs: i64,
+    /// How long a user may take on Ladder's pages before the authorization request expires.
+    pub interaction_ttl_secs: i64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings { code_ttl_secs: 60, id_token_ttl_secs: 3600, access_token_ttl_secs: 600, interaction_ttl_secs: 900 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    pub max_failures_per_user: i32,
+    pub max_failures_per_ip: i32,
+    pub failure_window_secs: i64,
+    pub lock_secs: i64,
+    pub max_lock_secs: i64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            max_failures_per_user: 5,
+            max_failures_per_ip: 30,
+            failure_window_secs: 900,
+            lock_secs: 30,
+            max_lock_secs: 900,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads `path` (a missing default file is fine: defaults apply) and the environment overrides.
+    pub fn load(path: &Path, required: bool) -> Result<Settings, SettingsError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => return Err(SettingsError::Read { path: path.display().to_string(), source }),
+        };
+        Self::from_toml_and_env(&text, std::env::vars())
+    }
+
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| SettingsError::Parse(e.to_string()))?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix("LADDER_") else { continue };
+            let Some((section, key)) = path.split_once("__") else { continue };
+            let section = table
+                .entry(section.to_ascii_lowercase())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let toml::Value::Table(section) = section else {
+                return Err(SettingsError::Invalid(format!("{name}: not a section")));
+            };
+            section.insert(key.to_ascii_lowercase(), env_value(&value));
+        }
+        let settings: Settings =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| SettingsError::Parse(e.to_string()))?;
+        Ok(settings)
+    }
+
+    /// Checks what types cannot: called once at start-up.
+    pub fn validate(&mut self) -> Result<(), SettingsError> {
+        self.server.issuer = normalize_issuer(&self.server.issuer)?;
+        let t = &self.tokens;
+        if !(1..=600).contains(&t.code_ttl_secs) {
+            return Err(SettingsError::Invalid("tokens.code_ttl_secs must be between 1 and 600".into()));
+        }
+        for (name, v) in [
+            ("tokens.id_token_ttl_secs", t.id_token_ttl_secs),
+            ("tokens.access_token_ttl_secs", t.access_token_ttl_secs),
+            ("tokens.interaction_ttl_secs", t.interaction_ttl_secs),
+            ("session.idle_timeout_secs", self.session.idle_timeout_secs),
+            ("session.absolute_timeout_secs", self.session.absolute_timeout_secs),
+            ("login.failure_window_secs", self.login.failure_window_secs),
+            ("login.lock_secs", self.login.lock_secs),
+        ] {
+            if v <= 0 {
+                return Err(SettingsError::Invalid(format!("{name} must be positive")));
+            }
+        }
+        if self.login.max_failures_per_user < 1 || self.login.max_failures_per_ip < 1 {
+            return Err(SettingsError::Invalid("login.max_failures_* must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn issuer_is_https(&self) -> bool {
+        self.server.issuer.starts_with("https://")
+    }
+}
+
+/// Environment values are typed the way TOML would read them: integers and booleans, else text.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_owned())
+    }
+}
+
+fn normalize_issuer(raw: &str) -> Result<String, SettingsError> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| SettingsError::Invalid(format!("server.issuer `{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+        return Err(SettingsError::Invalid(format!(
+            "server.issuer `{raw}` must be an http(s) URL without query or fragment"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file() {
+        let env = vec![
+            ("LADDER_SERVER__BIND".to_string(), "0.0.0.0:9000".to_string()),
+            ("LADDER_TOKENS__CODE_TTL_SECS".to_string(), "30".to_string()),
+            ("LADDER_SERVER_KEY".to_string(), "ignored-here".to_string()),
+        ];
+        let mut s = Settings::from_toml_and_env("[server]\nissuer = \"https://id.example.com/\"\n", env.into_iter())
+            .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.server.bind, "0.0.0.0:9000");
+        assert_eq!(s.server.issuer, "https://id.example.com");
+        assert_eq!(s.tokens.code_ttl_secs, 30);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        assert!(Settings::from_toml_and_env("[server]\nbnd = 1\n", std::iter::empty()).is_err());
+        let mut s = Settings::from_toml_and_env("[tokens]\ncode_ttl_secs = 3600\n", std::iter::empty()).unwrap();
+        assert!(s.validate().is_err());
+        let mut s = Settings::from_toml_and_env("[server]\nissuer = \"ftp://x\"\n", std::iter::empty()).unwrap();
+        assert!(s.validate().is_err());
+    }
+}

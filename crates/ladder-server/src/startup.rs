@@ -1,0 +1,204 @@
+//! Building the application: state from settings, the route table, middleware, and the HTTP server
+//! on a listener the caller bound (port 0 in tests).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpResponse, HttpServer, get, web};
+use askama::Template;
+use ladder_core::Clock;
+use ladder_store::Db;
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+use tracing_actix_web::TracingLogger;
+
+use crate::crypto::ServerKey;
+use crate::endpoints::{authorize, discovery, jwks, token, userinfo};
+use crate::errors::AppError;
+use crate::interaction::login;
+use crate::settings::Settings;
+use crate::signing::{self, KeyCache};
+use crate::state::{AppState, CookieNames};
+
+/// Strict by default: our pages load only our own CSS and scripts, and are never framed.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../../static/ladder.css");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Store(#[from] ladder_store::StoreError),
+    #[error("server key: {0}")]
+    ServerKey(String),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where the server key came from, so the CLI can tell the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Configured,
+    Environment,
+    File(String),
+    Generated(String),
+}
+
+/// The server key: settings, then `LADDER_SERVER_KEY`, then the key file; a first local run
+/// generates the file (several nodes must instead share one configured key).
+pub fn resolve_server_key(settings: &Settings) -> Result<(ServerKey, KeySource), StartError> {
+    let bad = |e: crate::crypto::KeyError| StartError::ServerKey(e.to_string());
+    if let Some(k) = &settings.security.server_key {
+        return Ok((ServerKey::from_encoded(k.expose_secret()).map_err(bad)?, KeySource::Configured));
+    }
+    if let Ok(k) = std::env::var("LADDER_SERVER_KEY") {
+        return Ok((ServerKey::from_encoded(&k).map_err(bad)?, KeySource::Environment));
+    }
+    let path = Path::new(&settings.security.server_key_file);
+    match std::fs::read_to_string(path) {
+        Ok(k) => Ok((ServerKey::from_encoded(&k).map_err(bad)?, KeySource::File(path.display().to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, encoded) = ServerKey::generate();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_private(path, &encoded)?;
+            Ok((key, KeySource::Generated(path.display().to_string())))
+        }
+        Err(e) => Err(StartError::ServerKey(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Connects, migrates, makes sure signing keys exist, and assembles the shared state.
+pub fn build_state(
+    settings: Settings,
+    db: Db,
+    server_key: ServerKey,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, StartError> {
+    db.migrate()?;
+    let now = clock.now();
+    let sk = server_key.clone();
+    db.write(|conn| signing::ensure_keys(conn, &sk, now).map_err(|e| ladder_store::StoreError::Corrupt(e.to_string())))?;
+    let keys = KeyCache::load(db.clone(), server_key.clone())?;
+    let issuer = settings.server.issuer.clone();
+    let discovery_json = discovery::document(&issuer, &["urn:ladder:loa:1".to_owned()]).to_string();
+    let permits = match settings.security.hashing_concurrency {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    Ok(AppState {
+        cookies: CookieNames::for_issuer(settings.issuer_is_https()),
+        issuer,
+        db,
+        clock,
+        server_key,
+        keys,
+        discovery_json,
+        hashing: Semaphore::new(permits),
+        settings,
+    })
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(discovery::openid_configuration)
+        .service(jwks::jwks)
+        .service(
+            web::resource("/authorize")
+                .route(web::get().to(authorize::authorize_get))
+                .route(web::post().to(authorize::authorize_post)),
+        )
+        .service(
+            web::resource("/interaction/{id}")
+                .route(web::get().to(login::show))
+                .route(web::post().to(login::submit)),
+        )
+        .service(web::resource("/token").route(web::post().to(token::token)))
+        .service(
+            web::resource("/userinfo")
+                .route(web::get().to(userinfo::userinfo_get))
+                .route(web::post().to(userinfo::userinfo_post)),
+        )
+        .service(stylesheet)
+        .service(home);
+}
+
+/// Starts serving on `listener`; the returned server runs when awaited or spawned.
+pub fn run(state: AppState, listener: TcpListener) -> Result<Server, StartError> {
+    let workers = match state.settings.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::CONTENT_SECURITY_POLICY, CSP))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::X_FRAME_OPTIONS, "DENY"))
+                    .add((header::REFERRER_POLICY, "no-referrer")),
+            )
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(web::FormConfig::default().limit(16 * 1024).error_handler(|err, _| {
+                crate::errors::PageError::bad_request("The form could not be read", err.to_string()).into()
+            }))
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .configure(routes)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn not_found() -> HttpResponse {
+    crate::errors::error_page(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+        None,
+    )
+}
+
+#[get("/static/ladder.css")]
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    issuer: String,
+}
+
+#[get("/")]
+async fn home(state: web::Data<AppState>) -> Result<HttpResponse, crate::errors::PageError> {
+    let html = HomePage { issuer: state.issuer.clone() }.render().map_err(AppError::from)?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+}

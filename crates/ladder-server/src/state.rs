@@ -1,0 +1,83 @@
+//! What every handler shares: settings, the database, the clock, keys and pre-serialized documents.
+
+use std::sync::Arc;
+
+use ladder_core::Clock;
+use ladder_store::{Conn, Db, StoreError};
+use tokio::sync::Semaphore;
+
+use crate::crypto::ServerKey;
+use crate::errors::AppError;
+use crate::settings::Settings;
+use crate::signing::KeyCache;
+
+pub struct AppState {
+    pub settings: Settings,
+    /// `settings.server.issuer`, normalised (no trailing slash).
+    pub issuer: String,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub server_key: ServerKey,
+    pub keys: KeyCache,
+    /// The discovery document, serialized once at start-up.
+    pub discovery_json: String,
+    /// Bounds concurrent password hashing (argon2 is CPU- and memory-heavy by design).
+    pub hashing: Semaphore,
+    pub cookies: CookieNames,
+}
+
+/// `__Host-` cookies need Secure, which needs https; plain names are used on an http issuer.
+#[derive(Debug, Clone)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub browser: &'static str,
+    pub secure: bool,
+}
+
+impl CookieNames {
+    pub fn for_issuer(https: bool) -> Self {
+        if https {
+            CookieNames { session: "__Host-ladder_session", browser: "__Host-ladder_browser", secure: true }
+        } else {
+            CookieNames { session: "ladder_session", browser: "ladder_browser", secure: false }
+        }
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Runs reads on the blocking pool so a slow query never stalls an async worker.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let db = self.db.clone();
+        actix_web::web::block(move || db.read(f))
+            .await
+            .map_err(|e| AppError::Blocking(e.to_string()))?
+            .map_err(AppError::from)
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let db = self.db.clone();
+        actix_web::web::block(move || db.write(f))
+            .await
+            .map_err(|e| AppError::Blocking(e.to_string()))?
+            .map_err(AppError::from)
+    }
+
+    /// Verifies a password against a PHC hash on the blocking pool, at most N at once.
+    pub async fn verify_password(&self, password: String, phc: String) -> Result<bool, AppError> {
+        let _permit = self.hashing.acquire().await.map_err(|e| AppError::Blocking(e.to_string()))?;
+        actix_web::web::block(move || ladder_core::password::verify_password(&password, &phc))
+            .await
+            .map_err(|e| AppError::Blocking(e.to_string()))
+    }
+}

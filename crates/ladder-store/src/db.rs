@@ -1,0 +1,180 @@
+//! One `Db` handle over SQLite or PostgreSQL, chosen by the URL scheme.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::StoreError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// The connection repositories work with.
+pub type Conn = AnyConnection;
+
+/// Where the data lives, parsed from `database_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A SQLite file path (`sqlite://data/ladder.db`, `sqlite:///abs/path.db` or a bare path).
+    Sqlite(String),
+    /// A libpq URL (`postgres://…` / `postgresql://…`).
+    Postgres(String),
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DbUrl::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(DbUrl::Sqlite(path.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(DbUrl::Sqlite(path.to_owned()))
+        } else if url.contains("://") {
+            Err(StoreError::Config(format!(
+                "unsupported database URL scheme in `{}` (use sqlite://PATH or postgres://…)",
+                redact(url)
+            )))
+        } else {
+            Ok(DbUrl::Sqlite(url.to_owned()))
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DbUrl::Sqlite(_))
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+struct Manager {
+    url: DbUrl,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        match &self.url {
+            DbUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(AnyConnection::Postgresql)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            DbUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // WAL lets readers proceed during a write; the busy timeout makes writers wait
+                // for each other instead of failing with "database is locked".
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// A pooled database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<Manager>,
+    is_sqlite: bool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("sqlite", &self.is_sqlite).finish()
+    }
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its directory when needed). Does not migrate.
+    pub fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        let url = DbUrl::parse(url)?;
+        if let DbUrl::Sqlite(path) = &url
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let is_sqlite = url.is_sqlite();
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(Manager { url })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Db { pool, is_sqlite })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.is_sqlite
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` on one connection, outside a transaction (reads, single statements).
+    pub fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in one write transaction. On SQLite the transaction takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of deadlocking.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let conn: &mut Conn = &mut conn;
+        if self.is_sqlite {
+            conn.batch_execute("BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(v) => {
+                    conn.batch_execute("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        } else {
+            conn.transaction(f)
+        }
+    }
+}

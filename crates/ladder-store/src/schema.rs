@@ -1,0 +1,144 @@
+//! The diesel view of migrations/ (kept by hand; one schema for both backends).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        name -> Nullable<Text>,
+        is_admin -> Bool,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    password_credentials (user_id) {
+        user_id -> Text,
+        phc_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Text>,
+        is_public -> Bool,
+        redirect_uris -> Text,
+        scopes -> Text,
+        default_acr_values -> Nullable<Text>,
+        min_acr -> Nullable<Text>,
+        disabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        expires_at -> BigInt,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    session_factors (id) {
+        id -> Text,
+        session_id -> Text,
+        factor -> Text,
+        user_verified -> Bool,
+        proven_at -> BigInt,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    interactions (id) {
+        id -> Text,
+        browser_hash -> Text,
+        client_id -> Text,
+        request -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        session_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        acr -> Text,
+        amr -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_jwk_enc -> Text,
+        public_jwk -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    throttles (key) {
+        key -> Text,
+        failures -> Integer,
+        window_start -> BigInt,
+        locked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        kind -> Text,
+        outcome -> Text,
+        user_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    password_credentials,
+    clients,
+    sessions,
+    session_factors,
+    interactions,
+    authorization_codes,
+    signing_keys,
+    throttles,
+    audit_events,
+);

@@ -1,0 +1,125 @@
+//! Server-side browser sessions and the factors each has proven.
+
+use diesel::prelude::*;
+use ladder_core::{Factor, ProvenFactor};
+
+use crate::schema::{session_factors, sessions};
+use crate::{Conn, StoreError, new_id};
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: String,
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = session_factors)]
+struct FactorRow {
+    factor: String,
+    user_verified: bool,
+    proven_at: i64,
+}
+
+/// Where a proof came from, recorded with it.
+#[derive(Debug, Clone, Default)]
+pub struct ProofContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub fn insert_session(conn: &mut Conn, session: &Session) -> Result<(), StoreError> {
+    diesel::insert_into(sessions::table).values(session).execute(conn)?;
+    Ok(())
+}
+
+/// The live session behind a cookie: not ended, not past its absolute or idle expiry.
+pub fn find_live_session(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+    idle_timeout: i64,
+) -> Result<Option<Session>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::token_hash.eq(token_hash))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_seen_at.gt(now - idle_timeout))
+        .select(Session::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreError> {
+    Ok(sessions::table.find(id).select(Session::as_select()).first(conn).optional()?)
+}
+
+/// Gives the session a new cookie value (at every authentication, against fixation).
+pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(sessions::table.find(id))
+        .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).execute(conn)?;
+    Ok(())
+}
+
+pub fn end_session(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
+        .set(sessions::ended_at.eq(now))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_factor(
+    conn: &mut Conn,
+    session_id: &str,
+    proof: &ProvenFactor,
+    ctx: &ProofContext,
+) -> Result<(), StoreError> {
+    diesel::insert_into(session_factors::table)
+        .values((
+            session_factors::id.eq(new_id()),
+            session_factors::session_id.eq(session_id),
+            session_factors::factor.eq(proof.factor.as_str()),
+            session_factors::user_verified.eq(proof.user_verified),
+            session_factors::proven_at.eq(proof.proven_at),
+            session_factors::ip.eq(&ctx.ip),
+            session_factors::user_agent.eq(&ctx.user_agent),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets every proof of the session (a full re-authentication starts over).
+pub fn delete_factors(conn: &mut Conn, session_id: &str) -> Result<(), StoreError> {
+    diesel::delete(session_factors::table.filter(session_factors::session_id.eq(session_id))).execute(conn)?;
+    Ok(())
+}
+
+/// The session's proof ledger: the latest proof of each factor.
+pub fn proven_factors(conn: &mut Conn, session_id: &str) -> Result<Vec<ProvenFactor>, StoreError> {
+    let rows: Vec<FactorRow> = session_factors::table
+        .filter(session_factors::session_id.eq(session_id))
+        .order(session_factors::proven_at.desc())
+        .select(FactorRow::as_select())
+        .load(conn)?;
+    let mut ledger: Vec<ProvenFactor> = Vec::new();
+    for r in rows {
+        let factor: Factor = r.factor.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        if !ledger.iter().any(|p| p.factor == factor) {
+            ledger.push(ProvenFactor { factor, proven_at: r.proven_at, user_verified: r.user_verified });
+        }
+    }
+    Ok(ledger)
+}

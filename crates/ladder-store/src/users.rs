@@ -1,0 +1,87 @@
+//! Users and their password credentials.
+
+use diesel::prelude::*;
+
+use crate::schema::{password_credentials, sessions, users};
+use crate::{Conn, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn insert_user(conn: &mut Conn, user: &User) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .map_err(|e| StoreError::from_insert(e, &format!("user `{}`", user.username)))?;
+    Ok(())
+}
+
+pub fn find_user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>, StoreError> {
+    Ok(users::table
+        .filter(users::username.eq(username))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_user(conn: &mut Conn, id: &str) -> Result<Option<User>, StoreError> {
+    Ok(users::table.find(id).select(User::as_select()).first(conn).optional()?)
+}
+
+pub fn list_users(conn: &mut Conn) -> Result<Vec<User>, StoreError> {
+    Ok(users::table.order(users::username.asc()).select(User::as_select()).load(conn)?)
+}
+
+/// Disables the user and ends every session they have; returns false when no such user.
+pub fn disable_user(conn: &mut Conn, username: &str, now: i64) -> Result<bool, StoreError> {
+    let Some(user) = find_user_by_username(conn, username)? else {
+        return Ok(false);
+    };
+    diesel::update(users::table.find(&user.id))
+        .set((users::disabled.eq(true), users::updated_at.eq(now)))
+        .execute(conn)?;
+    diesel::update(sessions::table.filter(sessions::user_id.eq(&user.id)).filter(sessions::ended_at.is_null()))
+        .set(sessions::ended_at.eq(now))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Sets (or replaces) the user's password hash.
+pub fn set_password(conn: &mut Conn, user_id: &str, phc_hash: &str, now: i64) -> Result<(), StoreError> {
+    let updated = diesel::update(password_credentials::table.find(user_id))
+        .set((password_credentials::phc_hash.eq(phc_hash), password_credentials::updated_at.eq(now)))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(password_credentials::table)
+            .values((
+                password_credentials::user_id.eq(user_id),
+                password_credentials::phc_hash.eq(phc_hash),
+                password_credentials::created_at.eq(now),
+                password_credentials::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn find_password_hash(conn: &mut Conn, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(password_credentials::table
+        .find(user_id)
+        .select(password_credentials::phc_hash)
+        .first(conn)
+        .optional()?)
+}
+
+pub fn count_users(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(users::table.count().get_result(conn)?)
+}

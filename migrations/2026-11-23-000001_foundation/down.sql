@@ -1,0 +1,10 @@
+DROP TABLE audit_events;
+DROP TABLE throttles;
+DROP TABLE signing_keys;
+DROP TABLE authorization_codes;
+DROP TABLE interactions;
+DROP TABLE session_factors;
+DROP TABLE sessions;
+DROP TABLE clients;
+DROP TABLE password_credentials;
+DROP TABLE users;

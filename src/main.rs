@@ -1,0 +1,345 @@
+//! The `ladder` command: serve, migrate, and manage users, clients and keys. Thin: every operation
+//! lives in the server crate so the console and the tests share it.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ladder_core::{Clock, SystemClock};
+use ladder_server::manage::{self, NewClient, NewUser};
+use ladder_server::signing::Alg;
+use ladder_server::startup::KeySource;
+use ladder_server::{Settings, build_state, resolve_server_key};
+use ladder_store::{Db, clients, keys, redact, users};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "ladder", version, about = "Ladder: an OpenID Connect provider built around step-up authentication")]
+struct Cli {
+    /// Configuration file (default: config/ladder.toml; missing is fine, defaults apply).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB (overrides the config).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provider (migrates the database and creates signing keys when needed).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Public issuer URL, e.g. https://id.example.com.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage relying parties (clients).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user and end their sessions.
+    Disable { username: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its client_id and, for confidential clients, the secret (once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; PKCE required), e.g. a SPA or native app.
+        #[arg(long)]
+        public: bool,
+        /// Scopes the client may request besides openid (repeat or space-separate).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client.
+    Remove { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new active key (for every algorithm, or one); old keys stay in the JWKS until retired.
+    Rotate {
+        #[arg(long, value_parser = ["RS256", "ES256"])]
+        alg: Option<String>,
+    },
+    /// Remove a no-longer-active key from the JWKS.
+    Retire { kid: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> Result<Settings> {
+    let (path, required) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("config/ladder.toml"), false),
+    };
+    let mut settings = Settings::load(&path, required)?;
+    if let Some(url) = &cli.database_url {
+        settings.database.url = url.clone();
+    }
+    if let Command::Serve { bind, issuer } = &cli.command {
+        if let Some(b) = bind {
+            settings.server.bind = b.clone();
+        }
+        if let Some(i) = issuer {
+            settings.server.issuer = i.clone();
+        }
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn open_db(settings: &Settings) -> Result<Db> {
+    let db = Db::connect(&settings.database.url, settings.database.pool_size)
+        .with_context(|| format!("opening {}", redact(&settings.database.url)))?;
+    db.migrate().context("migrating the database")?;
+    Ok(db)
+}
+
+fn now() -> i64 {
+    SystemClock.now()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let settings = load_settings(&cli)?;
+    match cli.command {
+        Command::Serve { .. } => serve(settings),
+        Command::Migrate => {
+            let db = Db::connect(&settings.database.url, 1)?;
+            let applied = db.migrate()?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for v in applied {
+                println!("applied {v}");
+            }
+            Ok(())
+        }
+        Command::User(cmd) => user(settings, cmd),
+        Command::Client(cmd) => client(settings, cmd),
+        Command::Keys(cmd) => keys_cmd(settings, cmd),
+    }
+}
+
+fn serve(settings: Settings) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ladder_server=info".into()),
+        )
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let (server_key, source) = resolve_server_key(&settings)?;
+    match &source {
+        KeySource::Generated(path) => tracing::warn!(
+            path,
+            "generated a new server key; keep this file safe, and give every node the same key (LADDER_SERVER_KEY)"
+        ),
+        KeySource::File(path) => tracing::info!(path, "server key loaded from file"),
+        KeySource::Environment | KeySource::Configured => tracing::info!("server key loaded from configuration"),
+    }
+    let db = open_db(&settings)?;
+    let listener = TcpListener::bind(&settings.server.bind)
+        .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+    let (issuer, bind) = (settings.server.issuer.clone(), settings.server.bind.clone());
+    let db_label = redact(&settings.database.url);
+    let first_run = db.read(users::count_users)? == 0;
+    let state = build_state(settings, db, server_key, Arc::new(SystemClock))?;
+    tracing::info!(%issuer, %bind, database = %db_label, "Ladder is listening");
+    if first_run {
+        println!(
+            "\nLadder is running at {issuer} (discovery: {issuer}/.well-known/openid-configuration).\n\
+             The database has no users yet. Create the first user and a client:\n\n  \
+             printf '%s' 'a-long-password' | cargo run --release -- user add alice --email alice@example.com --password-stdin\n  \
+             cargo run --release -- client add --name \"My app\" --redirect-uri http://localhost:3000/callback --scope profile --scope email\n"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let server = ladder_server::run(state, listener)?;
+        server.await?;
+        Ok(())
+    })
+}
+
+fn user(settings: Settings, cmd: UserCommand) -> Result<()> {
+    let db = open_db(&settings)?;
+    match cmd {
+        UserCommand::Add { username, email, name, password_stdin: _, admin, json } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let user = manage::add_user(&db, NewUser { username, email, name, password, is_admin: admin }, now())?;
+            if json {
+                println!("{}", json!({ "id": user.id, "username": user.username }));
+            } else {
+                println!("created user {} (id {})", user.username, user.id);
+            }
+        }
+        UserCommand::List { json } => {
+            let list = db.read(users::list_users)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no users");
+            } else {
+                println!("{:<24} {:<32} {:<8} {}", "USERNAME", "EMAIL", "STATUS", "ID");
+                for u in list {
+                    let status = if u.disabled { "disabled" } else if u.is_admin { "admin" } else { "active" };
+                    println!("{:<24} {:<32} {:<8} {}", u.username, u.email.unwrap_or_default(), status, u.id);
+                }
+            }
+        }
+        UserCommand::Disable { username } => {
+            manage::disable_user(&db, &username, now())?;
+            println!("disabled {username}; their sessions have ended");
+        }
+    }
+    Ok(())
+}
+
+fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
+    let db = open_db(&settings)?;
+    match cmd {
+        ClientCommand::Add { name, redirect_uris, public, scopes, json } => {
+            let (client, secret) = manage::add_client(&db, NewClient { name, redirect_uris, public, scopes }, now())?;
+            if json {
+                println!("{}", json!({ "client_id": client.id, "client_secret": secret }));
+            } else {
+                println!("client_id:     {}", client.id);
+                match secret {
+                    Some(s) => {
+                        println!("client_secret: {s}");
+                        println!("\nStore the secret now: Ladder keeps only its hash and cannot show it again.");
+                    }
+                    None => println!("public client: no secret; it must use PKCE (S256)"),
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let list = db.read(clients::list_clients)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no clients");
+            } else {
+                println!("{:<24} {:<24} {:<12} {}", "CLIENT_ID", "NAME", "TYPE", "REDIRECT URIS");
+                for c in list {
+                    let kind = if c.is_public { "public" } else { "confidential" };
+                    println!("{:<24} {:<24} {:<12} {}", c.id, c.name, kind, c.redirect_uris.join(" "));
+                }
+            }
+        }
+        ClientCommand::Remove { client_id } => {
+            manage::remove_client(&db, &client_id)?;
+            println!("removed client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+fn keys_cmd(settings: Settings, cmd: KeysCommand) -> Result<()> {
+    let db = open_db(&settings)?;
+    match cmd {
+        KeysCommand::List { json } => {
+            let list = db.read(keys::list_all)?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|k| json!({ "kid": k.kid, "alg": k.alg, "status": k.status, "created_at": k.created_at }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no keys yet; `ladder serve` creates them on first start");
+            } else {
+                println!("{:<18} {:<6} {:<10} {}", "KID", "ALG", "STATUS", "CREATED (unix)");
+                for k in list {
+                    println!("{:<18} {:<6} {:<10} {}", k.kid, k.alg, k.status, k.created_at);
+                }
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let (server_key, _) = resolve_server_key(&settings)?;
+            let only = alg.as_deref().and_then(Alg::parse);
+            for k in manage::rotate_keys(&db, &server_key, only, now())? {
+                println!("new active {} key {}", k.alg, k.kid);
+            }
+            println!("previous keys stay in the JWKS (status published) until retired; running servers pick this up within a minute");
+        }
+        KeysCommand::Retire { kid } => {
+            if !db.write(|conn| keys::retire_key(conn, &kid, now()))? {
+                bail!("no published (non-active) key `{kid}`");
+            }
+            println!("retired {kid}; it is no longer in the JWKS");
+        }
+    }
+    Ok(())
+}
