@@ -1,1 +1,11 @@
-fn main(){}
+//! End-to-end tests: a real Ladder server on 127.0.0.1:0 with its own database (a temp SQLite file,
+//! or a fresh PostgreSQL schema when LADDER_TEST_DATABASE_URL is set), driven over HTTP by a
+//! cookie-keeping browser and by the `openidconnect` crate as the relying party.
+
+mod harness;
+
+mod authorize_errors;
+mod cli;
+mod conformance;
+mod login;
+mod token_errors;

@@ -6,7 +6,7 @@
 //! - [`levels`]: the configured acr levels, their rules and freshness (DESIGN §1).
 //! - [`request`]: `acr_values` / `claims` → [`AcrRequest`], and [`MaxAge`], parsed once.
 //! - [`target`]: request + client + scopes + risk → the [`Target`] level, with the reason for each raise.
-//! - [`plan`]: what the session must still prove, the reported `acr`, `auth_time`, level lapse (DESIGN §3.6).
+//! - [`plan`](mod@plan): what the session must still prove, the reported `acr`, `auth_time`, level lapse (DESIGN §3.6).
 
 pub mod clock;
 pub mod factor;

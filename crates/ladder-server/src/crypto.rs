@@ -120,8 +120,8 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
         assert_eq!(
-            s256("dBjftJeZ4CVP-mJ0kz5HcAZ6yLQ_p4x3w8lRgf1t-Fs"),
-            "E9Melhoa2OwvFWvdB8C2QH0h7sUIUoqEP6YuGsxBzNI"
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

@@ -237,3 +237,19 @@ mod tests {
         assert!(s.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped_config {
+    use super::*;
+
+    /// The documented file must load as-is and describe the defaults.
+    #[test]
+    fn config_file_loads_and_matches_defaults() {
+        let text = include_str!("../../../config/ladder.toml");
+        let mut from_file = Settings::from_toml_and_env(text, std::iter::empty()).unwrap();
+        from_file.validate().unwrap();
+        let mut defaults = Settings::default();
+        defaults.validate().unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+}

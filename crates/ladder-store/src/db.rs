@@ -150,6 +150,11 @@ impl Db {
         self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// Runs administrative SQL (e.g. creating a schema for an isolated test database).
+    pub fn batch_execute(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.conn()?.batch_execute(sql)?)
+    }
+
     /// Runs `f` on one connection, outside a transaction (reads, single statements).
     pub fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;

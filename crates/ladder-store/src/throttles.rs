@@ -8,7 +8,7 @@ use crate::{Conn, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
-    /// Failures allowed within `window` seconds before a lock.
+    /// The failure within `window` seconds that locks: the 5th, with 5.
     pub max_failures: i32,
     pub window: i64,
     /// First lock length; doubles with each further failure while locked out.
@@ -44,7 +44,7 @@ pub fn record_failure(
         Some(r) if now - r.window_start < policy.window || r.locked_until > now => (r.failures + 1, r.window_start),
         _ => (1, now),
     };
-    let over = failures - policy.max_failures;
+    let over = failures - policy.max_failures + 1;
     let lock = (over > 0).then(|| {
         let doublings = (over - 1).min(20) as u32;
         policy.base_lock.saturating_mul(1 << doublings).min(policy.max_lock)

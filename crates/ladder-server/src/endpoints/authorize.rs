@@ -331,8 +331,9 @@ pub fn login_reason(current: Option<&ActiveSession>, request: &AuthRequest, now:
     if request.prompt_login {
         return Some(LoginReason::PromptLogin);
     }
+    // max_age=0 always asks again (it is how RPs demand a fresh login).
     if let Some(max_age) = request.max_age
-        && now - grant::auth_time(&current.proofs) > max_age
+        && (max_age == 0 || now - grant::auth_time(&current.proofs) > max_age)
     {
         return Some(LoginReason::MaxAge);
     }

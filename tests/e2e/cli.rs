@@ -1,0 +1,78 @@
+//! The `ladder` command as scripts use it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn ladder(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ladder"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("LADDER_SERVER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn users_clients_and_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    ok(&ladder(d, &["migrate"], None));
+    let out = ok(&ladder(d, &["user", "add", "alice", "--email", "alice@example.com", "--password-stdin", "--json"], Some("a long password\n")));
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["username"], "alice");
+
+    let dup = ladder(d, &["user", "add", "alice", "--password-stdin"], Some("a long password"));
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let no_stdin_flag = ladder(d, &["user", "add", "bob"], None);
+    assert!(!no_stdin_flag.status.success(), "passwords never come from arguments");
+
+    let users: Value = serde_json::from_str(&ok(&ladder(d, &["user", "list", "--json"], None))).unwrap();
+    assert_eq!(users[0]["username"], "alice");
+    assert_eq!(users[0]["email"], "alice@example.com");
+
+    let out = ok(&ladder(d, &["client", "add", "--name", "Shop", "--redirect-uri", "https://shop.example/cb", "--json"], None));
+    let client: Value = serde_json::from_str(&out).unwrap();
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    assert!(client["client_secret"].as_str().unwrap().len() >= 43, "≥ 256-bit secret");
+    let out = ok(&ladder(d, &["client", "add", "--name", "SPA", "--redirect-uri", "http://localhost:5173/cb", "--public", "--json"], None));
+    assert!(serde_json::from_str::<Value>(&out).unwrap()["client_secret"].is_null());
+    let bad = ladder(d, &["client", "add", "--name", "Bad", "--redirect-uri", "http://shop.example/cb"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("https"));
+
+    let clients: Value = serde_json::from_str(&ok(&ladder(d, &["client", "list", "--json"], None))).unwrap();
+    assert_eq!(clients.as_array().unwrap().len(), 2);
+    assert!(clients[0].get("secret_hash").is_none(), "secrets never listed");
+    ok(&ladder(d, &["client", "remove", &client_id], None));
+    assert!(!ladder(d, &["client", "remove", &client_id], None).status.success());
+
+    ok(&ladder(d, &["keys", "rotate"], None));
+    ok(&ladder(d, &["keys", "rotate", "--alg", "ES256"], None));
+    let keys: Value = serde_json::from_str(&ok(&ladder(d, &["keys", "list", "--json"], None))).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.iter().filter(|k| k["status"] == "active").count(), 2, "one active key per algorithm");
+    let old = keys.iter().find(|k| k["status"] == "published").unwrap()["kid"].as_str().unwrap();
+    ok(&ladder(d, &["keys", "retire", old], None));
+
+    ok(&ladder(d, &["user", "disable", "alice"], None));
+    assert!(!ladder(d, &["user", "disable", "nobody"], None).status.success());
+}
