@@ -3,6 +3,7 @@
 //! - [`factor`]: the proofs a user can give, their categories and the RFC 8176 `amr` values they produce.
 //! - [`clock`]: the injected notion of "now" (epoch seconds), so tests can move time.
 //! - [`password`]: argon2id hashing and verification (run it on a blocking pool; it is slow on purpose).
+//! - [`totp`], [`recovery`]: the TOTP verifier and recovery-code format.
 //! - [`levels`]: the configured acr levels, their rules and freshness (DESIGN §1).
 //! - [`request`]: `acr_values` / `claims` → [`AcrRequest`], and [`MaxAge`], parsed once.
 //! - [`target`]: request + client + scopes + risk → the [`Target`] level, with the reason for each raise.
@@ -14,8 +15,10 @@ pub mod levels;
 pub mod password;
 pub mod plan;
 pub mod prompt;
+pub mod recovery;
 pub mod request;
 pub mod target;
+pub mod totp;
 
 pub use clock::{Clock, SystemClock};
 pub use factor::{Factor, FactorCategory, ProvenFactor, amr_for};

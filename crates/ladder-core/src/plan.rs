@@ -18,9 +18,11 @@ use crate::target::Target;
 pub struct Recency {
     pub max_age: Option<MaxAge>,
     pub prompt_login: bool,
-    /// When the authorization request arrived. Proofs made since then are this interaction's
+    /// When the authorization request arrived. Proofs made after it are this interaction's
     /// active authentication: they satisfy `max_age` and `prompt=login` even as `now` moves on
-    /// (otherwise `max_age=0` could never be met one second later).
+    /// (otherwise `max_age=0` could never be met one second later). Strictly after: a proof from
+    /// the same second may predate the request, and counting it would skip a demanded
+    /// re-authentication; the cost of the strict rule is at most one extra prompt.
     pub requested_at: Timestamp,
 }
 
@@ -37,7 +39,7 @@ impl Recency {
     /// `now − auth_time ≤ max_age`, or the authentication happened during this interaction.
     fn max_age_met(&self, proofs: &[ProvenFactor], now: Timestamp) -> bool {
         let Some(max_age) = self.max_age else { return true };
-        auth_time(proofs).is_some_and(|t| now - t <= max_age.secs() || t >= self.requested_at)
+        auth_time(proofs).is_some_and(|t| now - t <= max_age.secs() || t > self.requested_at)
     }
 }
 
@@ -242,7 +244,7 @@ const PREFERENCE: [Factor; 4] = [Factor::Passkey, Factor::Password, Factor::Totp
 fn usable(level: &Level, proofs: &[ProvenFactor], recency: &Recency, now: Timestamp) -> Vec<ProvenFactor> {
     proofs
         .iter()
-        .filter(|p| level.is_fresh(p, now) && (!recency.full_reauth() || p.proven_at >= recency.requested_at))
+        .filter(|p| level.is_fresh(p, now) && (!recency.full_reauth() || p.proven_at > recency.requested_at))
         .copied()
         .collect()
 }

@@ -16,6 +16,8 @@ pub enum AppError {
     Blocking(String),
     #[error("key handling: {0}")]
     Keys(String),
+    #[error("step-up policy: {0}")]
+    Policy(String),
     #[error("serialization: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error("template: {0}")]

@@ -1,7 +1,7 @@
 //! The validated authorization request that travels through Ladder's pages, and what happens when
 //! it completes: an authorization code bound to everything the request said, sent back with `iss`.
 
-use ladder_core::{ProvenFactor, amr_for};
+use ladder_core::{AcrRequest, Levels, MaxAge, ProvenFactor, ReportedAcr, Target, access_token_lapse, amr_for, reported_acr};
 use ladder_store::codes::{self, AuthorizationCode};
 use ladder_store::{Conn, StoreError};
 use serde::{Deserialize, Serialize};
@@ -20,10 +20,19 @@ pub struct AuthRequest {
     pub code_challenge: Option<String>,
     pub prompt_none: bool,
     pub prompt_login: bool,
-    pub max_age: Option<i64>,
+    pub max_age: Option<MaxAge>,
     pub login_hint: Option<String>,
-    /// `sub` of a valid `id_token_hint`.
-    pub hint_sub: Option<String>,
+    /// `acr_values` and the `claims` parameter's `id_token.acr`, parsed.
+    pub acr: AcrRequest,
+    /// The subject the request names: a valid `id_token_hint`'s `sub` or `claims.id_token.sub`.
+    pub subject_hint: Option<String>,
+    /// The only user who may complete this request: the hint, or the signed-in user a step-up
+    /// continues. Nobody else can sign in halfway (no silent account switch).
+    pub pinned_sub: Option<String>,
+    /// When the request arrived: proofs since then are this request's active authentication.
+    pub requested_at: i64,
+    /// Why a signed-in user was sent to step up (audit), if that is what this interaction is.
+    pub stepup_reason: Option<String>,
 }
 
 /// The redirect URI with `pairs` appended to its query (existing query parameters kept).
@@ -43,29 +52,44 @@ pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-/// The time of the most recent active authentication (OIDC Core §2, RFC 9470 §4).
-pub fn auth_time(proofs: &[ProvenFactor]) -> i64 {
-    proofs.iter().map(|p| p.proven_at).max().unwrap_or(0)
+/// What a completed request grants: the acr as the RP spelled it, when that level lapses, the
+/// methods used and the time of the last active authentication (DESIGN §3.6, §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub acr: String,
+    pub acr_expires_at: Option<i64>,
+    pub amr: Vec<String>,
+    pub auth_time: i64,
 }
 
-/// The acr reported for a set of proofs. Step-up levels extend this; one proof is level 1.
-pub fn achieved_acr(proofs: &[ProvenFactor]) -> Option<&'static str> {
-    (!proofs.is_empty()).then_some("urn:ladder:loa:1")
+impl Grant {
+    /// None when the proofs do not meet the request (essential acr unmet, or nothing proven).
+    pub fn from_proofs(target: &Target, levels: &Levels, proofs: &[ProvenFactor], now: i64) -> Option<Grant> {
+        let ReportedAcr::Acr { value, level } = reported_acr(&target.request, levels, proofs, now) else {
+            return None;
+        };
+        Some(Grant {
+            acr: value,
+            acr_expires_at: access_token_lapse(&level, proofs, now),
+            amr: amr_for(proofs),
+            auth_time: ladder_core::auth_time(proofs)?,
+        })
+    }
 }
 
-/// Mints a code for `request`, bound to the session's proofs; returns the URL to send the browser to.
+/// Mints a code for `request` carrying `grant`; returns the URL to send the browser to.
+#[allow(clippy::too_many_arguments)]
 pub fn issue_code(
     conn: &mut Conn,
     request: &AuthRequest,
     user_id: &str,
     session_id: &str,
-    proofs: &[ProvenFactor],
+    grant: &Grant,
     issuer: &str,
     code_ttl: i64,
     now: i64,
 ) -> Result<String, StoreError> {
     let code = random_token(32);
-    let acr = achieved_acr(proofs).ok_or_else(|| StoreError::Corrupt("session without proofs".into()))?;
     codes::insert_code(
         conn,
         &AuthorizationCode {
@@ -77,12 +101,13 @@ pub fn issue_code(
             scope: request.scope.join(" "),
             nonce: request.nonce.clone(),
             code_challenge: request.code_challenge.clone(),
-            acr: acr.to_owned(),
-            amr: serde_json::to_string(&amr_for(proofs)).unwrap_or_else(|_| "[]".into()),
-            auth_time: auth_time(proofs),
+            acr: grant.acr.clone(),
+            amr: serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".into()),
+            auth_time: grant.auth_time,
             created_at: now,
             expires_at: now + code_ttl,
             consumed_at: None,
+            acr_expires_at: grant.acr_expires_at,
         },
     )?;
     let mut pairs = vec![("code", code.as_str())];

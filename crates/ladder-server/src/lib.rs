@@ -1,6 +1,7 @@
 //! Ladder's HTTP server: the OpenID Connect endpoints, the sign-in pages, and the management
 //! operations the CLI (and the admin console) perform.
 
+pub mod attempts;
 pub mod audit;
 pub mod browser;
 pub mod client_auth;
@@ -15,6 +16,7 @@ pub mod session;
 pub mod settings;
 pub mod signing;
 pub mod startup;
+pub mod stepup;
 pub mod state;
 
 pub use settings::Settings;

@@ -137,6 +137,7 @@ pub fn add_client(db: &Db, new: NewClient, now: i64) -> Result<(Client, Option<S
         scopes,
         default_acr_values: None,
         min_acr: None,
+        strict_acr: false,
         disabled: false,
         created_at: now,
         updated_at: now,

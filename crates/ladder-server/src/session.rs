@@ -20,9 +20,14 @@ pub struct ActiveSession {
 
 /// The live session behind the request's cookie, with its user (if enabled) and proofs.
 pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<ActiveSession>, AppError> {
-    let Some(token) = session_token(state, req) else {
-        return Ok(None);
-    };
+    match session_token(state, req) {
+        Some(token) => by_token(state, token).await,
+        None => Ok(None),
+    }
+}
+
+/// The live session a cookie token names (also used right after rotating it).
+pub async fn by_token(state: &AppState, token: String) -> Result<Option<ActiveSession>, AppError> {
     let (now, idle) = (state.now(), state.settings.session.idle_timeout_secs);
     state
         .read(move |conn| {
@@ -69,4 +74,14 @@ pub fn start(
     let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
     sessions::insert_factor(conn, &session.id, proof, &ctx)?;
     Ok((session.id, token))
+}
+
+/// Records one more proof in an existing session and gives it a new cookie token (a step-up is an
+/// authentication too: the session id a browser holds changes at every one). Returns the token.
+pub fn add_proof(conn: &mut Conn, session_id: &str, proof: &ProvenFactor, client: &ClientInfo) -> Result<String, StoreError> {
+    let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
+    sessions::insert_factor(conn, session_id, proof, &ctx)?;
+    let token = random_token(32);
+    sessions::rotate_token(conn, session_id, &sha256_hex(&token), proof.proven_at)?;
+    Ok(token)
 }

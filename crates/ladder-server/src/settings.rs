@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use ladder_core::{LevelConfig, Levels, ScopeRule, check_scope_rules};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -15,6 +16,47 @@ pub struct Settings {
     pub session: SessionSettings,
     pub tokens: TokenSettings,
     pub login: LoginSettings,
+    pub totp: TotpSettings,
+    /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
+    pub levels: Vec<LevelConfig>,
+    /// `[[scope_rules]]`: scopes that require a level.
+    pub scope_rules: Vec<ScopeRule>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: Default::default(),
+            database: Default::default(),
+            security: Default::default(),
+            session: Default::default(),
+            tokens: Default::default(),
+            login: Default::default(),
+            totp: Default::default(),
+            levels: Levels::default_config(),
+            scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TotpSettings {
+    /// The issuer name authenticator apps show next to the account.
+    pub issuer_label: String,
+}
+
+impl Default for TotpSettings {
+    fn default() -> Self {
+        TotpSettings { issuer_label: "Ladder".into() }
+    }
+}
+
+/// The step-up policy in force: validated levels and scope rules.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub levels: Levels,
+    pub scope_rules: Vec<ScopeRule>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,7 +221,15 @@ impl Settings {
         if self.login.max_failures_per_user < 1 || self.login.max_failures_per_ip < 1 {
             return Err(SettingsError::Invalid("login.max_failures_* must be at least 1".into()));
         }
+        self.policy()?;
         Ok(())
+    }
+
+    /// The levels and scope rules, checked against each other.
+    pub fn policy(&self) -> Result<Policy, SettingsError> {
+        let levels = Levels::from_config(self.levels.clone()).map_err(|e| SettingsError::Invalid(format!("levels: {e}")))?;
+        check_scope_rules(&levels, &self.scope_rules).map_err(|e| SettingsError::Invalid(format!("scope_rules: {e}")))?;
+        Ok(Policy { levels, scope_rules: self.scope_rules.clone() })
     }
 
     pub fn issuer_is_https(&self) -> bool {

@@ -19,7 +19,7 @@ use tracing_actix_web::TracingLogger;
 use crate::crypto::ServerKey;
 use crate::endpoints::{authorize, discovery, jwks, token, userinfo};
 use crate::errors::AppError;
-use crate::interaction::login;
+use crate::interaction::{self, password, totp};
 use crate::settings::Settings;
 use crate::signing::{self, KeyCache};
 use crate::state::{AppState, CookieNames};
@@ -38,6 +38,8 @@ pub enum StartError {
     Store(#[from] ladder_store::StoreError),
     #[error("server key: {0}")]
     ServerKey(String),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -95,13 +97,14 @@ pub fn build_state(
     server_key: ServerKey,
     clock: Arc<dyn Clock>,
 ) -> Result<AppState, StartError> {
+    let policy = settings.policy()?;
     db.migrate()?;
     let now = clock.now();
     let sk = server_key.clone();
     db.write(|conn| signing::ensure_keys(conn, &sk, now).map_err(|e| ladder_store::StoreError::Corrupt(e.to_string())))?;
     let keys = KeyCache::load(db.clone(), server_key.clone())?;
     let issuer = settings.server.issuer.clone();
-    let discovery_json = discovery::document(&issuer, &["urn:ladder:loa:1".to_owned()]).to_string();
+    let discovery_json = discovery::document(&issuer, &policy.levels.acr_values_supported()).to_string();
     let permits = match settings.security.hashing_concurrency {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -115,6 +118,7 @@ pub fn build_state(
         keys,
         discovery_json,
         hashing: Semaphore::new(permits),
+        policy,
         settings,
     })
 }
@@ -128,11 +132,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(authorize::authorize_get))
                 .route(web::post().to(authorize::authorize_post)),
         )
-        .service(
-            web::resource("/interaction/{id}")
-                .route(web::get().to(login::show))
-                .route(web::post().to(login::submit)),
-        )
+        .service(web::resource("/interaction/{id}").route(web::get().to(interaction::show)))
+        .service(web::resource("/interaction/{id}/password").route(web::post().to(password::submit)))
+        .service(web::resource("/interaction/{id}/totp").route(web::post().to(totp::verify)))
+        .service(web::resource("/interaction/{id}/totp/enrol").route(web::post().to(totp::enrol)))
         .service(web::resource("/token").route(web::post().to(token::token)))
         .service(
             web::resource("/userinfo")

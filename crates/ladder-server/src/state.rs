@@ -8,11 +8,13 @@ use tokio::sync::Semaphore;
 
 use crate::crypto::ServerKey;
 use crate::errors::AppError;
-use crate::settings::Settings;
+use crate::settings::{Policy, Settings};
 use crate::signing::KeyCache;
 
 pub struct AppState {
     pub settings: Settings,
+    /// Levels and scope rules, validated once.
+    pub policy: Policy,
     /// `settings.server.issuer`, normalised (no trailing slash).
     pub issuer: String,
     pub db: Db,

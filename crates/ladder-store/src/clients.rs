@@ -19,6 +19,7 @@ struct ClientRow {
     disabled: bool,
     created_at: i64,
     updated_at: i64,
+    strict_acr: bool,
 }
 
 /// A client as the rest of Ladder sees it: lists parsed, secret only as its hash.
@@ -33,6 +34,8 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub default_acr_values: Option<String>,
     pub min_acr: Option<String>,
+    /// The client's acr request (or default) is always essential.
+    pub strict_acr: bool,
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -58,6 +61,7 @@ impl TryFrom<ClientRow> for Client {
             scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
             default_acr_values: r.default_acr_values,
             min_acr: r.min_acr,
+            strict_acr: r.strict_acr,
             disabled: r.disabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -79,6 +83,7 @@ impl From<&Client> for ClientRow {
             disabled: c.disabled,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            strict_acr: c.strict_acr,
         }
     }
 }

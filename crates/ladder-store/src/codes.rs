@@ -23,6 +23,8 @@ pub struct AuthorizationCode {
     pub created_at: i64,
     pub expires_at: i64,
     pub consumed_at: Option<i64>,
+    /// When the claimed acr lapses (its level's freshness); caps access-token lifetimes.
+    pub acr_expires_at: Option<i64>,
 }
 
 #[derive(Debug)]

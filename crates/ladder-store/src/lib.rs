@@ -7,6 +7,7 @@ mod schema;
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod factors;
 pub mod interactions;
 pub mod keys;
 pub mod sessions;

@@ -11,16 +11,19 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use ladder_store::clients::{self, Client};
 use ladder_store::interactions::{self, Interaction};
 
-use crate::browser::{browser_hash, browser_key};
+use ladder_core::{AcrRequest, Factor, MaxAge, Plan, Reason, SessionView, reauth_reason};
+use ladder_store::factors;
+use serde_json::json;
+
+use crate::audit::{self, Subject};
+use crate::browser::{ClientInfo, browser_hash, browser_key};
 use crate::crypto::random_token;
 use crate::errors::{AppError, OAuthError, error_page};
-use crate::grant::{self, AuthRequest, redirect_with};
+use crate::grant::{self, AuthRequest, Grant, redirect_with};
 use crate::params::Params;
 use crate::session::{self, ActiveSession};
 use crate::state::AppState;
-
-/// Scopes Ladder knows; others are ignored (RFC 6749 §3.3 lets the server narrow the scope).
-const KNOWN_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+use crate::stepup::{self, Evaluation};
 
 /// A redirect URI that exactly matches one registered for the client, with the request's state.
 #[derive(Debug, Clone)]
@@ -65,8 +68,7 @@ impl ResponseError for AuthorizeError {
                 self.error.status,
                 "This sign-in link is not valid",
                 &format!(
-                    "{} For your safety Ladder did not send you back to the application. \
-                     Return to the application and try again, or contact its support.",
+                    "{} For your safety Ladder did not send you back to the application.",
                     self.error.description
                 ),
                 Some(self.error.code),
@@ -114,9 +116,11 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     let code_challenge = check_pkce(&client, &params).map_err(fail)?;
     let prompt = check_prompt(&params).map_err(fail)?;
     let max_age = check_max_age(&params).map_err(fail)?;
-    let hint_sub = check_id_token_hint(state, &client, &params).await.map_err(fail)?;
+    let token_hint = check_id_token_hint(state, &client, &params).await.map_err(fail)?;
+    let (acr, claims_sub) = check_acr(&params).map_err(fail)?;
+    let subject_hint = check_subject_hints(token_hint, claims_sub).map_err(fail)?;
 
-    let request = AuthRequest {
+    let mut request = AuthRequest {
         client_id: client.id.clone(),
         redirect_uri: redirect.uri.clone(),
         scope,
@@ -127,24 +131,55 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
         prompt_login: prompt.login,
         max_age,
         login_hint: param(&params, "login_hint").map_err(fail)?,
-        hint_sub,
+        acr,
+        pinned_sub: subject_hint.clone(),
+        subject_hint,
+        requested_at: state.now(),
+        stepup_reason: None,
     };
+    let internal = |e: AppError| internal(state, e, &redirect);
 
-    let current = session::current(state, req).await.map_err(|e| internal(state, e, &redirect))?;
-    match login_reason(current.as_ref(), &request, state.now()) {
-        None => {
-            let active = current.ok_or_else(|| internal(state, AppError::Blocking("no session".into()), &redirect))?;
-            complete_silently(state, &request, active).await.map_err(|e| internal(state, e, &redirect))
+    let current = session::current(state, req).await.map_err(internal)?;
+    let enrolled = match &current {
+        Some(c) => {
+            let user_id = c.user.id.clone();
+            state.read(move |conn| factors::enrolled(conn, &user_id)).await.map_err(internal)?
         }
-        Some(_) if request.prompt_none => Err(fail(OAuthError::new(
-            "login_required",
-            "The user must sign in, and prompt=none forbids showing a page.",
+        None => Factor::ALL.to_vec(),
+    };
+    let proofs = current.as_ref().map(|c| c.proofs.clone()).unwrap_or_default();
+    let now = state.now();
+    let evaluation = stepup::evaluate(&state.policy, &client, &request, &proofs, &enrolled, now)
+        .map_err(|e| internal(AppError::Policy(e.to_string())))?;
+    let view = current.as_ref().map(|c| SessionView { subject: &c.user.id, proofs: &c.proofs });
+    let reason = reauth_reason(view.as_ref(), request.subject_hint.as_deref(), &evaluation.target, &stepup::recency(&request), now);
+
+    if evaluation.target.unmet || (current.is_some() && evaluation.plan == Plan::Unreachable) {
+        audit_unmet(state, req, &request, current.as_ref(), &evaluation).await.map_err(internal)?;
+        return Err(fail(unmet()));
+    }
+    match (reason, current) {
+        (None, Some(active)) => {
+            complete_silently(state, &request, &evaluation, active).await.map_err(internal)
+        }
+        (Some(reason), _) if request.prompt_none => Err(fail(OAuthError::new(
+            reason.prompt_none_error(),
+            "The user must interact with Ladder, and prompt=none forbids showing a page.",
         ))),
-        Some(_) => start_interaction(state, req, &client, request).await.map_err(|e| internal(state, e, &redirect)),
+        (Some(reason), current) => {
+            // A step-up continues the signed-in user; a mismatching hint starts a fresh sign-in.
+            if let Some(active) = current.as_ref().filter(|_| reason != Reason::IdTokenHintMismatch) {
+                request.pinned_sub = Some(active.user.id.clone());
+                request.stepup_reason = Some(reason.to_string());
+            }
+            start_interaction(state, req, &client, request, current.as_ref(), &evaluation)
+                .await
+                .map_err(internal)
+        }
+        (None, None) => Err(internal(AppError::Policy("no reason to sign in without a session".into()))),
     }
 }
 
-/// Shown as a page (400), never redirected: the client or redirect URI could not be trusted.
 fn page_error(state: &AppState, code: &'static str, description: &str) -> AuthorizeError {
     let mut error = OAuthError::new(code, description);
     error.status = StatusCode::BAD_REQUEST;
@@ -242,7 +277,8 @@ fn check_scope(client: &Client, params: &Params) -> Result<Vec<String>, OAuthErr
     }
     let mut granted = vec!["openid".to_owned()];
     for s in requested {
-        let allowed = KNOWN_SCOPES.contains(&s) && client.scopes.iter().any(|c| c == s);
+        // Scopes the client is not registered for are dropped (RFC 6749 §3.3 lets us narrow).
+        let allowed = client.scopes.iter().any(|c| c == s);
         if allowed && !granted.iter().any(|g| g == s) {
             granted.push(s.to_owned());
         }
@@ -281,12 +317,12 @@ fn check_prompt(params: &Params) -> Result<ladder_core::Prompt, OAuthError> {
         .map_err(|e: ladder_core::prompt::PromptError| OAuthError::invalid_request(format!("{e}.")))
 }
 
-fn check_max_age(params: &Params) -> Result<Option<i64>, OAuthError> {
+fn check_max_age(params: &Params) -> Result<Option<MaxAge>, OAuthError> {
     match param(params, "max_age")? {
         None => Ok(None),
         Some(v) => v
-            .parse::<u32>()
-            .map(|n| Some(i64::from(n)))
+            .parse::<MaxAge>()
+            .map(Some)
             .map_err(|_| OAuthError::invalid_request("max_age must be a non-negative integer number of seconds.")),
     }
 }
@@ -312,44 +348,49 @@ async fn check_id_token_hint(state: &AppState, client: &Client, params: &Params)
     }
 }
 
-/// Why the user must sign in (again) before this request can complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginReason {
-    NoSession,
-    PromptLogin,
-    MaxAge,
-    IdTokenHintMismatch,
+pub fn unmet() -> OAuthError {
+    OAuthError::new(
+        "unmet_authentication_requirements",
+        "The user cannot meet the authentication level this request requires.",
+    )
 }
 
-pub fn login_reason(current: Option<&ActiveSession>, request: &AuthRequest, now: i64) -> Option<LoginReason> {
-    let Some(current) = current else {
-        return Some(LoginReason::NoSession);
-    };
-    if current.proofs.is_empty() {
-        return Some(LoginReason::NoSession);
+fn check_acr(params: &Params) -> Result<(AcrRequest, Option<String>), OAuthError> {
+    let acr_values = param(params, "acr_values")?;
+    let claims = param(params, "claims")?;
+    let acr = AcrRequest::from_params(acr_values.as_deref(), claims.as_deref())
+        .map_err(|e| OAuthError::invalid_request(format!("{e}.")))?;
+    // claims.id_token.sub.value names the user the RP expects (OIDC Core §5.5.1).
+    let sub = claims
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c.pointer("/id_token/sub/value").and_then(|v| v.as_str()).map(str::to_owned));
+    Ok((acr, sub))
+}
+
+fn check_subject_hints(token_hint: Option<String>, claims_sub: Option<String>) -> Result<Option<String>, OAuthError> {
+    match (token_hint, claims_sub) {
+        (Some(a), Some(b)) if a != b => {
+            Err(OAuthError::invalid_request("id_token_hint and claims.id_token.sub name different users."))
+        }
+        (a, b) => Ok(a.or(b)),
     }
-    if request.prompt_login {
-        return Some(LoginReason::PromptLogin);
-    }
-    // max_age=0 always asks again (it is how RPs demand a fresh login).
-    if let Some(max_age) = request.max_age
-        && (max_age == 0 || now - grant::auth_time(&current.proofs) > max_age)
-    {
-        return Some(LoginReason::MaxAge);
-    }
-    if request.hint_sub.as_deref().is_some_and(|sub| sub != current.user.id) {
-        return Some(LoginReason::IdTokenHintMismatch);
-    }
-    None
 }
 
 /// The session already satisfies the request: issue a code without showing a page.
-async fn complete_silently(state: &AppState, request: &AuthRequest, active: ActiveSession) -> Result<HttpResponse, AppError> {
+async fn complete_silently(
+    state: &AppState,
+    request: &AuthRequest,
+    evaluation: &Evaluation,
+    active: ActiveSession,
+) -> Result<HttpResponse, AppError> {
     let (issuer, ttl, now) = (state.issuer.clone(), state.settings.tokens.code_ttl_secs, state.now());
+    let grant = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now)
+        .ok_or_else(|| AppError::Policy("a satisfied plan without a reportable acr".into()))?;
     let request = request.clone();
     let location = state
         .write(move |conn| {
-            grant::issue_code(conn, &request, &active.user.id, &active.session.id, &active.proofs, &issuer, ttl, now)
+            grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now)
         })
         .await?;
     Ok(HttpResponse::SeeOther()
@@ -358,12 +399,14 @@ async fn complete_silently(state: &AppState, request: &AuthRequest, active: Acti
         .finish())
 }
 
-/// Saves the request and sends the browser to Ladder's sign-in page for it.
+/// Saves the request and sends the browser to Ladder's pages for it.
 async fn start_interaction(
     state: &AppState,
     req: &HttpRequest,
     client: &Client,
     request: AuthRequest,
+    current: Option<&ActiveSession>,
+    evaluation: &Evaluation,
 ) -> Result<HttpResponse, AppError> {
     let (key, new_cookie) = browser_key(state, req);
     let now = state.now();
@@ -376,11 +419,75 @@ async fn start_interaction(
         expires_at: now + state.settings.tokens.interaction_ttl_secs,
     };
     let location = format!("/interaction/{}", interaction.id);
-    state.write(move |conn| interactions::insert_interaction(conn, &interaction)).await?;
+    let started = request.stepup_reason.as_ref().zip(current).map(|(reason, active)| {
+        (
+            active.user.id.clone(),
+            active.session.id.clone(),
+            json!({
+                "reason": reason,
+                "requested_acr": request.acr.values(),
+                "essential": evaluation.target.is_essential(),
+                "target": evaluation.target.level.name(),
+                "raised_by": stepup::raise_reasons(&evaluation.target),
+                "plan": evaluation.plan,
+            }),
+        )
+    });
+    let info = ClientInfo::from_request(req);
+    state
+        .write(move |conn| {
+            interactions::insert_interaction(conn, &interaction)?;
+            if let Some((user_id, session_id, detail)) = started {
+                audit::record(
+                    conn,
+                    now,
+                    "stepup",
+                    "started",
+                    Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&interaction.client_id) },
+                    &info,
+                    detail,
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
     let mut resp = HttpResponse::SeeOther();
     resp.insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store"));
     if let Some(c) = new_cookie {
         resp.cookie(c);
     }
     Ok(resp.finish())
+}
+
+async fn audit_unmet(
+    state: &AppState,
+    req: &HttpRequest,
+    request: &AuthRequest,
+    current: Option<&ActiveSession>,
+    evaluation: &Evaluation,
+) -> Result<(), AppError> {
+    let info = ClientInfo::from_request(req);
+    let (user_id, session_id) = (current.map(|c| c.user.id.clone()), current.map(|c| c.session.id.clone()));
+    let client_id = request.client_id.clone();
+    let detail = json!({
+        "requested_acr": request.acr.values(),
+        "essential": evaluation.target.is_essential(),
+        "target": evaluation.target.level.name(),
+        "raised_by": stepup::raise_reasons(&evaluation.target),
+        "ignored": evaluation.target.ignored,
+    });
+    let now = state.now();
+    state
+        .write(move |conn| {
+            audit::record(
+                conn,
+                now,
+                "stepup",
+                "unmet",
+                Subject { user_id: user_id.as_deref(), session_id: session_id.as_deref(), client_id: Some(&client_id) },
+                &info,
+                detail,
+            )
+        })
+        .await
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-pub fn document(issuer: &str, acr_values: &[String]) -> Value {
+pub fn document(issuer: &str, acr_values: &[&str]) -> Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -14,6 +14,7 @@ pub fn document(issuer: &str, acr_values: &[String]) -> Value {
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks.json"),
         "scopes_supported": ["openid", "profile", "email"],
+        "display_values_supported": ["page"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code"],
@@ -28,7 +29,7 @@ pub fn document(issuer: &str, acr_values: &[String]) -> Value {
             "name", "preferred_username", "updated_at", "email"
         ],
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,

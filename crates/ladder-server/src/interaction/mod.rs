@@ -1,3 +1,230 @@
-//! Ladder's own pages while an authorization request is pending.
+//! Ladder's own pages while an authorization request is pending. `GET /interaction/{id}` asks the
+//! step-up plan what is still missing and shows that one step (password, TOTP, TOTP enrolment);
+//! each step's POST records its proof and moves on, until the plan is satisfied and the browser is
+//! sent back to the relying party with a code.
 
-pub mod login;
+pub mod pages;
+pub mod password;
+pub mod totp;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use ladder_core::{Factor, Plan, Reason, Step};
+use ladder_store::clients::{self, Client};
+use ladder_store::factors;
+use ladder_store::interactions::{self, Interaction};
+use serde_json::json;
+
+use crate::audit::{self, Subject};
+use crate::browser::{ClientInfo, browser_hash, check_csrf};
+use crate::endpoints::authorize::unmet;
+use crate::errors::{AppError, PageError};
+use crate::grant::{self, AuthRequest, Grant, redirect_with};
+use crate::session::{self, ActiveSession};
+use crate::state::AppState;
+use crate::stepup::{self, Evaluation};
+
+/// One pending request, loaded and checked.
+pub struct Pending {
+    pub interaction: Interaction,
+    pub request: AuthRequest,
+    pub client: Client,
+}
+
+impl Pending {
+    pub fn url(&self) -> String {
+        format!("/interaction/{}", self.interaction.id)
+    }
+}
+
+fn expired() -> PageError {
+    PageError::bad_request(
+        "This sign-in has expired",
+        "Too much time passed, or it was already completed. Go back to the application and start again.",
+    )
+}
+
+/// The pending interaction, only in the browser that started it.
+pub async fn load(state: &AppState, req: &HttpRequest, id: String) -> Result<Pending, PageError> {
+    let now = state.now();
+    let found = state
+        .read(move |conn| {
+            let Some(interaction) = interactions::find_interaction(conn, &id, now)? else { return Ok(None) };
+            let client = clients::find_client(conn, &interaction.client_id)?;
+            Ok(client.map(|c| (interaction, c)))
+        })
+        .await?;
+    let (interaction, client) = found.ok_or_else(expired)?;
+    let browser = req.cookie(state.cookies.browser).map(|c| c.value().to_owned()).unwrap_or_default();
+    if browser.is_empty() || browser_hash(&browser) != interaction.browser_hash {
+        return Err(PageError::forbidden(
+            "This sign-in belongs to another browser",
+            "Start again from the application in this browser.",
+        ));
+    }
+    let request: AuthRequest = serde_json::from_str(&interaction.request).map_err(AppError::from)?;
+    Ok(Pending { interaction, request, client })
+}
+
+/// Loads the interaction for a form POST and checks its CSRF token.
+pub async fn load_for_post(state: &AppState, req: &HttpRequest, id: String, csrf: &str) -> Result<Pending, PageError> {
+    let pending = load(state, req, id).await?;
+    if !check_csrf(state, req, csrf, &pending.interaction.browser_hash) {
+        return Err(PageError::forbidden(
+            "This form has expired",
+            "The page was open too long or came from elsewhere. Go back to the application and start again.",
+        ));
+    }
+    Ok(pending)
+}
+
+/// Where the flow stands.
+pub enum Next {
+    /// Done (or failed): send the browser here.
+    Leave(String),
+    /// Show this step.
+    Step { step: Step, reason: Reason, session: Option<ActiveSession>, enrolled: Vec<Factor> },
+}
+
+/// Asks the plan what is missing for the (pinned) session; completes the request when nothing is.
+pub async fn advance(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    active: Option<ActiveSession>,
+) -> Result<Next, PageError> {
+    let active = active.filter(|s| pending.request.pinned_sub.as_deref().is_none_or(|pin| pin == s.user.id));
+    let Some(active) = active else {
+        return Ok(Next::Step { step: Step::Prove(Factor::Password), reason: Reason::NoSession, session: None, enrolled: vec![] });
+    };
+    let user_id = active.user.id.clone();
+    let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
+    let now = state.now();
+    let evaluation = stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &enrolled, now)
+        .map_err(|e| AppError::Policy(e.to_string()))?;
+    match &evaluation.plan {
+        Plan::Satisfied => complete(state, req, pending, active, &evaluation).await.map(Next::Leave),
+        Plan::Unreachable => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
+        Plan::Prove { reason, steps, .. } => match steps.first() {
+            Some(step) => Ok(Next::Step { step: *step, reason: reason.clone(), session: Some(active), enrolled }),
+            None => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
+        },
+    }
+}
+
+/// Issues the code (once: the interaction is deleted in the same transaction) and audits the outcome.
+async fn complete(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    active: ActiveSession,
+    evaluation: &Evaluation,
+) -> Result<String, PageError> {
+    let now = state.now();
+    let Some(grant) = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now) else {
+        return fail_unmet(state, req, pending, &active, evaluation).await;
+    };
+    let (issuer, ttl) = (state.issuer.clone(), state.settings.tokens.code_ttl_secs);
+    let (request, id) = (pending.request.clone(), pending.interaction.id.clone());
+    let info = ClientInfo::from_request(req);
+    let kind = if request.stepup_reason.is_some() { "stepup" } else { "login" };
+    let detail = json!({
+        "reason": request.stepup_reason,
+        "requested_acr": request.acr.values(),
+        "achieved_acr": grant.acr,
+        "amr": grant.amr,
+        "raised_by": stepup::raise_reasons(&evaluation.target),
+    });
+    let location = state
+        .write(move |conn| {
+            if !interactions::delete_interaction(conn, &id)? {
+                return Ok(None);
+            }
+            audit::record(
+                conn,
+                now,
+                kind,
+                "success",
+                Subject { user_id: Some(&active.user.id), session_id: Some(&active.session.id), client_id: Some(&request.client_id) },
+                &info,
+                detail,
+            )?;
+            grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now).map(Some)
+        })
+        .await?;
+    location.ok_or_else(expired)
+}
+
+/// The user cannot reach what this request requires: tell the RP (OIDC Core §3.1.2.6).
+async fn fail_unmet(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    active: &ActiveSession,
+    evaluation: &Evaluation,
+) -> Result<String, PageError> {
+    let now = state.now();
+    let (request, id) = (pending.request.clone(), pending.interaction.id.clone());
+    let (user_id, session_id) = (active.user.id.clone(), active.session.id.clone());
+    let info = ClientInfo::from_request(req);
+    let detail = json!({
+        "reason": request.stepup_reason,
+        "requested_acr": request.acr.values(),
+        "essential": evaluation.target.is_essential(),
+        "target": evaluation.target.level.name(),
+        "raised_by": stepup::raise_reasons(&evaluation.target),
+    });
+    let error = unmet();
+    let mut pairs = vec![("error", error.code), ("error_description", error.description.as_str())];
+    if let Some(s) = &request.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.issuer));
+    let location = redirect_with(&request.redirect_uri, &pairs);
+    state
+        .write(move |conn| {
+            interactions::delete_interaction(conn, &id)?;
+            audit::record(
+                conn,
+                now,
+                "stepup",
+                "unmet",
+                Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&request.client_id) },
+                &info,
+                detail,
+            )
+        })
+        .await?;
+    Ok(location)
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// After a step's proof: straight to the RP when nothing else is missing, else to the next page.
+pub async fn after_step(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, PageError> {
+    let active = session::by_token(state, token.clone()).await?;
+    let location = match advance(state, req, pending, active).await? {
+        Next::Leave(location) => location,
+        Next::Step { .. } => pending.url(),
+    };
+    let mut resp = see_other(&location);
+    resp.add_cookie(&crate::browser::session_cookie(state, token)).map_err(|e| AppError::Blocking(e.to_string()))?;
+    Ok(resp)
+}
+
+/// `GET /interaction/{id}`: the page for the next step, or the way out.
+pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let pending = load(&state, &req, path.into_inner()).await?;
+    let active = session::current(&state, &req).await?;
+    match advance(&state, &req, &pending, active).await? {
+        Next::Leave(location) => Ok(see_other(&location)),
+        Next::Step { step, reason, session, enrolled } => {
+            pages::render_step(&state, &req, &pending, step, &reason, session.as_ref(), &enrolled, None).await
+        }
+    }
+}

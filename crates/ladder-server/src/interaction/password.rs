@@ -1,0 +1,158 @@
+//! The password step. One generic failure message whether the username or the password was wrong
+//! (no user enumeration); an unknown user costs the same argon2 work as a known one; failures are
+//! throttled per account and per IP; success answers 303 (never re-POSTable).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use ladder_core::{Factor, ProvenFactor, Reason, Step, password};
+use ladder_store::users;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Pending, after_step, load_for_post, pages};
+use crate::attempts::{self, AttemptKeys};
+use crate::audit::{self, Subject};
+use crate::browser::ClientInfo;
+use crate::errors::{AppError, PageError};
+use crate::session;
+use crate::state::AppState;
+
+const GENERIC_FAILURE: &str = "That username and password don't match. Check them and try again.";
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl std::fmt::Debug for PasswordForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordForm").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+async fn again(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    error: String,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let active = session::current(state, req).await?;
+    let reason = if active.is_some() { Reason::PromptLogin } else { Reason::NoSession };
+    let step = Step::Prove(Factor::Password);
+    pages::render_step(state, req, pending, step, &reason, active.as_ref(), &[], Some((error, status))).await
+}
+
+#[tracing::instrument(name = "password", skip_all)]
+pub async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    let pending = load_for_post(&state, &req, path.into_inner(), &form.csrf).await?;
+    let client = ClientInfo::from_request(&req);
+    let username = form.username.trim().to_owned();
+    let keys = AttemptKeys::new("password", &username, &client);
+    if let Some(wait) = attempts::locked_for(&state, &keys).await? {
+        let message = format!("Too many failed attempts. Wait {} and try again.", attempts::human_wait(wait));
+        return again(&state, &req, &pending, message, StatusCode::TOO_MANY_REQUESTS).await;
+    }
+
+    let lookup = username.clone();
+    let found = state
+        .read(move |conn| {
+            let Some(user) = users::find_user_by_username(conn, &lookup)? else { return Ok(None) };
+            let hash = users::find_password_hash(conn, &user.id)?;
+            Ok(Some((user, hash)))
+        })
+        .await?;
+    // Same argon2 cost whether or not the account exists or can sign in.
+    let phc = found.as_ref().and_then(|(_, h)| h.clone()).unwrap_or_else(|| password::dummy_hash().to_owned());
+    let matched = state.verify_password(form.password, phc).await?;
+    let user = found.map(|(u, _)| u).filter(|u| matched && !u.disabled);
+    let now = state.now();
+
+    let Some(user) = user else {
+        let (policies, client_id, info) = (attempts::policies(&state), pending.client.id.clone(), client.clone());
+        state
+            .write(move |conn| {
+                attempts::record_failure(conn, &policies, &keys, now)?;
+                audit::record(
+                    conn,
+                    now,
+                    "login",
+                    "failure",
+                    Subject { client_id: Some(&client_id), ..Default::default() },
+                    &info,
+                    json!({ "factor": "password" }),
+                )
+            })
+            .await?;
+        return again(&state, &req, &pending, GENERIC_FAILURE.into(), StatusCode::OK).await;
+    };
+
+    // Subject pinning: a step-up (or a request naming its user) is finished by that user only.
+    if pending.request.pinned_sub.as_deref().is_some_and(|pin| pin != user.id) {
+        let (client_id, info, user_id) = (pending.client.id.clone(), client.clone(), user.id.clone());
+        state
+            .write(move |conn| {
+                audit::record(
+                    conn,
+                    now,
+                    "login",
+                    "refused",
+                    Subject { user_id: Some(&user_id), client_id: Some(&client_id), ..Default::default() },
+                    &info,
+                    json!({ "factor": "password", "reason": "subject_mismatch" }),
+                )
+            })
+            .await?;
+        return Err(PageError::forbidden(
+            "This request is for another account",
+            "You signed in as a different user than the one this application asked for. Nothing was \
+             changed. Go back to the application and start again with the right account.",
+        ));
+    }
+
+    let proof = ProvenFactor { factor: Factor::Password, proven_at: now, user_verified: false };
+    // The same user proving again continues their session; anyone else starts a new one and the
+    // browser's previous session ends.
+    let (same, other) = match session::current(&state, &req).await? {
+        Some(c) if c.user.id == user.id => (Some(c.session.id), None),
+        Some(c) => (None, Some(c.session.id)),
+        None => (None, None),
+    };
+    let absolute = state.settings.session.absolute_timeout_secs;
+    let client_id = pending.client.id.clone();
+    let token = state
+        .write(move |conn| {
+            attempts::record_success(conn, &keys)?;
+            let (session_id, token) = match same {
+                Some(id) => {
+                    let token = session::add_proof(conn, &id, &proof, &client)?;
+                    (id, token)
+                }
+                None => session::start(conn, &user.id, other.as_deref(), &proof, &client, absolute)?,
+            };
+            audit::record(
+                conn,
+                now,
+                "factor",
+                "success",
+                Subject { user_id: Some(&user.id), session_id: Some(&session_id), client_id: Some(&client_id) },
+                &client,
+                json!({ "factor": "password" }),
+            )?;
+            Ok(token)
+        })
+        .await
+        .map_err(AppError::from)?;
+    after_step(&state, &req, &pending, token).await
+}

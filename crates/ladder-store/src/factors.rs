@@ -1,0 +1,139 @@
+//! Second factors: TOTP credentials and recovery codes, and which factors a user has enrolled.
+
+use diesel::prelude::*;
+use ladder_core::Factor;
+
+use crate::schema::{password_credentials, recovery_codes, totp_credentials};
+use crate::{Conn, StoreError, new_id};
+
+#[derive(Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = totp_credentials)]
+pub struct TotpCredential {
+    pub user_id: String,
+    pub secret_enc: String,
+    pub confirmed: bool,
+    pub last_step: i64,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCredential")
+            .field("user_id", &self.user_id)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The factors the user can be asked to prove now.
+pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreError> {
+    let mut factors = Vec::new();
+    let has_password: i64 =
+        password_credentials::table.filter(password_credentials::user_id.eq(user_id)).count().get_result(conn)?;
+    if has_password > 0 {
+        factors.push(Factor::Password);
+    }
+    if find_totp(conn, user_id)?.is_some_and(|t| t.confirmed) {
+        factors.push(Factor::Totp);
+    }
+    if unused_recovery_codes(conn, user_id)? > 0 {
+        factors.push(Factor::RecoveryCode);
+    }
+    Ok(factors)
+}
+
+pub fn find_totp(conn: &mut Conn, user_id: &str) -> Result<Option<TotpCredential>, StoreError> {
+    Ok(totp_credentials::table
+        .find(user_id)
+        .select(TotpCredential::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Stores a pending (unconfirmed) secret, replacing an earlier pending one. Refuses to replace a
+/// confirmed credential: that is a factor reset, which needs its own, stronger path.
+pub fn upsert_pending_totp(conn: &mut Conn, user_id: &str, secret_enc: &str, now: i64) -> Result<(), StoreError> {
+    match find_totp(conn, user_id)? {
+        Some(t) if t.confirmed => Err(StoreError::Conflict("a confirmed TOTP credential".into())),
+        Some(_) => {
+            diesel::update(totp_credentials::table.find(user_id))
+                .set((totp_credentials::secret_enc.eq(secret_enc), totp_credentials::created_at.eq(now)))
+                .execute(conn)?;
+            Ok(())
+        }
+        None => {
+            diesel::insert_into(totp_credentials::table)
+                .values((
+                    totp_credentials::user_id.eq(user_id),
+                    totp_credentials::secret_enc.eq(secret_enc),
+                    totp_credentials::confirmed.eq(false),
+                    totp_credentials::last_step.eq(0i64),
+                    totp_credentials::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(())
+        }
+    }
+}
+
+/// Accepts time step `step` for the user, once: true only if no step ≥ `step` was accepted before
+/// (one conditional UPDATE, so two nodes or two tabs cannot both accept the same code).
+/// `confirm` also completes a pending enrolment.
+pub fn accept_totp_step(conn: &mut Conn, user_id: &str, step: i64, confirm: bool, now: i64) -> Result<bool, StoreError> {
+    let target = totp_credentials::table
+        .filter(totp_credentials::user_id.eq(user_id))
+        .filter(totp_credentials::last_step.lt(step))
+        .filter(totp_credentials::confirmed.eq(!confirm));
+    let updated = diesel::update(target)
+        .set((
+            totp_credentials::last_step.eq(step),
+            totp_credentials::last_used_at.eq(now),
+            totp_credentials::confirmed.eq(true),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+pub fn delete_totp(conn: &mut Conn, user_id: &str) -> Result<(), StoreError> {
+    diesel::delete(totp_credentials::table.find(user_id)).execute(conn)?;
+    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+    Ok(())
+}
+
+/// Replaces the user's recovery codes with these hashes.
+pub fn replace_recovery_codes(conn: &mut Conn, user_id: &str, hashes: &[String], now: i64) -> Result<(), StoreError> {
+    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+    for hash in hashes {
+        diesel::insert_into(recovery_codes::table)
+            .values((
+                recovery_codes::id.eq(new_id()),
+                recovery_codes::user_id.eq(user_id),
+                recovery_codes::code_hash.eq(hash),
+                recovery_codes::created_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Marks the code used, once (conditional UPDATE); true when this call used it.
+pub fn use_recovery_code(conn: &mut Conn, user_id: &str, code_hash: &str, now: i64) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::code_hash.eq(code_hash))
+            .filter(recovery_codes::used_at.is_null()),
+    )
+    .set(recovery_codes::used_at.eq(now))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+pub fn unused_recovery_codes(conn: &mut Conn, user_id: &str) -> Result<i64, StoreError> {
+    Ok(recovery_codes::table
+        .filter(recovery_codes::user_id.eq(user_id))
+        .filter(recovery_codes::used_at.is_null())
+        .count()
+        .get_result(conn)?)
+}
