@@ -52,6 +52,35 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the step-up policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Show the target level for a request, every reason that raised it, and what the user would
+    /// still be asked to prove (from their latest live session) — the server's own evaluation.
+    Explain {
+        #[arg(long = "client", value_name = "CLIENT_ID")]
+        client_id: String,
+        #[arg(long = "user", value_name = "USERNAME")]
+        username: String,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long = "acr-values", value_name = "ACR")]
+        acr_values: Vec<String>,
+        /// The acr request is essential (as with claims={"id_token":{"acr":{"essential":true}}}).
+        #[arg(long)]
+        essential: bool,
+        #[arg(long)]
+        max_age: Option<i64>,
+        /// As with prompt=login.
+        #[arg(long)]
+        prompt_login: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +125,15 @@ enum ClientCommand {
         /// Scopes the client may request besides openid (repeat or space-separate).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// acr value used when a request names no known level (repeat for a preference list).
+        #[arg(long = "default-acr", value_name = "ACR")]
+        default_acr: Vec<String>,
+        /// A level every token for this client must meet, whatever the request says.
+        #[arg(long = "min-acr", value_name = "ACR")]
+        min_acr: Option<String>,
+        /// Treat the client's acr request as essential: unmet means an error, never a lower acr.
+        #[arg(long)]
+        strict_acr: bool,
         #[arg(long)]
         json: bool,
     },
@@ -185,7 +223,46 @@ fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => user(settings, cmd),
         Command::Client(cmd) => client(settings, cmd),
         Command::Keys(cmd) => keys_cmd(settings, cmd),
+        Command::Policy(cmd) => policy(settings, cmd),
     }
+}
+
+fn policy(settings: Settings, cmd: PolicyCommand) -> Result<()> {
+    let db = open_db(&settings)?;
+    let PolicyCommand::Explain { client_id, username, scopes, acr_values, essential, max_age, prompt_login, json } = cmd;
+    let acr_values = acr_values.iter().flat_map(|v| v.split_whitespace()).map(str::to_owned).collect();
+    let scopes = scopes.iter().flat_map(|v| v.split_whitespace()).map(str::to_owned).collect();
+    let request = manage::ExplainRequest { client_id, username, scopes, acr_values, essential, max_age, prompt_login };
+    let e = manage::explain(&db, &settings.policy()?, settings.session.idle_timeout_secs, request, now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+        return Ok(());
+    }
+    println!("target level:  {}{}", e.target.level.name(), if e.target.is_essential() { " (essential)" } else { "" });
+    if e.target.reasons.is_empty() {
+        println!("raised by:     nothing (the lowest level)");
+    }
+    for r in &e.target.reasons {
+        println!("raised by:     {r}");
+    }
+    for i in &e.target.ignored {
+        println!("ignored:       {}", serde_json::to_string(i)?);
+    }
+    let enrolled: Vec<&str> = e.enrolled.iter().map(|f| f.as_str()).collect();
+    println!("enrolled:      {}", if enrolled.is_empty() { "nothing".into() } else { enrolled.join(", ") });
+    match &e.session_id {
+        Some(id) => println!("session:       {id} (proven: {})", if e.proven.is_empty() { "nothing".into() } else { e.proven.join(", ") }),
+        None => println!("session:       none live (a fresh sign-in)"),
+    }
+    match &e.plan {
+        ladder_core::Plan::Satisfied => println!("plan:          satisfied; tokens are issued without asking anything"),
+        ladder_core::Plan::Unreachable => println!("plan:          unreachable; the request fails with unmet_authentication_requirements"),
+        ladder_core::Plan::Prove { reason, steps, .. } => {
+            let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+            println!("plan:          {reason}: {}", steps.join(", then "));
+        }
+    }
+    Ok(())
 }
 
 fn serve(settings: Settings) -> Result<()> {
@@ -269,8 +346,12 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<()> {
 fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
     let db = open_db(&settings)?;
     match cmd {
-        ClientCommand::Add { name, redirect_uris, public, scopes, json } => {
-            let (client, secret) = manage::add_client(&db, NewClient { name, redirect_uris, public, scopes }, now())?;
+        ClientCommand::Add { name, redirect_uris, public, scopes, default_acr, min_acr, strict_acr, json } => {
+            let mut new = NewClient::new(&name, redirect_uris, public, scopes);
+            new.default_acr_values = default_acr.iter().flat_map(|v| v.split_whitespace()).map(str::to_owned).collect();
+            new.min_acr = min_acr;
+            new.strict_acr = strict_acr;
+            let (client, secret) = manage::add_client(&db, &settings.policy()?.levels, new, now())?;
             if json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));
             } else {

@@ -73,6 +73,27 @@ fn users_clients_and_keys_from_the_command_line() {
     let old = keys.iter().find(|k| k["status"] == "published").unwrap()["kid"].as_str().unwrap();
     ok(&ladder(d, &["keys", "retire", old], None));
 
+    // Per-client acr policy, checked against the configured levels.
+    let out = ok(&ladder(d, &["client", "add", "--name", "Bank", "--redirect-uri", "https://bank.example/cb",
+        "--scope", "payments:write", "--default-acr", "urn:ladder:loa:2", "--min-acr", "urn:ladder:loa:1", "--json"], None));
+    let bank = serde_json::from_str::<Value>(&out).unwrap()["client_id"].as_str().unwrap().to_owned();
+    let bad = ladder(d, &["client", "add", "--name", "X", "--redirect-uri", "https://x.example/cb", "--min-acr", "gold"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a configured level"));
+
+    // policy explain prints the server's own evaluation: the scope rule raises the target, and a
+    // fresh sign-in needs the password then a TOTP enrolment.
+    let out = ok(&ladder(d, &["policy", "explain", "--client", &bank, "--user", "alice", "--scope", "payments:write", "--acr-values", "urn:ladder:loa:1", "--json"], None));
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["target"]["level"]["name"], "urn:ladder:loa:2");
+    let reasons = e["target"]["reasons"].to_string();
+    assert!(reasons.contains("payments:write"), "{reasons}");
+    assert_eq!(e["plan"]["plan"], "prove");
+    assert_eq!(e["plan"]["steps"], serde_json::json!([{"prove": "password"}, {"enrol_then_prove": "totp"}]));
+    let text = ok(&ladder(d, &["policy", "explain", "--client", &bank, "--user", "alice"], None));
+    assert!(text.contains("target level:  urn:ladder:loa:2"), "{text}");
+    assert!(text.contains("client default"), "{text}");
+
     ok(&ladder(d, &["user", "disable", "alice"], None));
     assert!(!ladder(d, &["user", "disable", "nobody"], None).status.success());
 }

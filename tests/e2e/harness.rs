@@ -39,6 +39,7 @@ impl Clock for TestClock {
 
 pub struct TestApp {
     pub issuer: String,
+    pub policy: ladder_server::settings::Policy,
     pub db: Db,
     pub clock: Arc<TestClock>,
     _dir: tempfile::TempDir,
@@ -86,13 +87,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     settings.validate().unwrap();
     let issuer = settings.server.issuer.clone();
+    let policy = settings.policy().unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000)));
     let db = Db::connect(&settings.database.url, settings.database.pool_size).unwrap();
     let (server_key, _) = ServerKey::generate();
     let state = ladder_server::build_state(settings, db.clone(), server_key, clock.clone()).unwrap();
     let server = ladder_server::run(state, listener).unwrap();
     tokio::spawn(server);
-    TestApp { issuer, db, clock, _dir: dir }
+    TestApp { issuer, policy, db, clock, _dir: dir }
 }
 
 impl TestApp {
@@ -121,17 +123,14 @@ impl TestApp {
     }
 
     pub fn add_client(&self, public: bool) -> TestClient {
-        let (client, secret) = manage::add_client(
-            &self.db,
-            NewClient {
-                name: "Acme <Bank>".into(),
-                redirect_uris: vec![REDIRECT_URI.into()],
-                public,
-                scopes: vec!["profile".into(), "email".into()],
-            },
-            self.now(),
-        )
-        .unwrap();
+        self.add_client_with(public, |_| {})
+    }
+
+    pub fn add_client_with(&self, public: bool, configure: impl FnOnce(&mut NewClient)) -> TestClient {
+        let scopes = vec!["profile".into(), "email".into(), "payments:write".into()];
+        let mut new = NewClient::new("Acme <Bank>", vec![REDIRECT_URI.into()], public, scopes);
+        configure(&mut new);
+        let (client, secret) = manage::add_client(&self.db, &self.policy.levels, new, self.now()).unwrap();
         TestClient { id: client.id, secret }
     }
 

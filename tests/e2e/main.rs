@@ -8,4 +8,5 @@ mod authorize_errors;
 mod cli;
 mod conformance;
 mod login;
+mod stepup;
 mod token_errors;

@@ -25,7 +25,7 @@ pub use factor::{Factor, FactorCategory, ProvenFactor, amr_for};
 pub use levels::{Level, LevelConfig, LevelRule, Levels, LevelsError};
 pub use plan::{
     Plan, Reason, Recency, ReportedAcr, SessionView, Step, access_token_lapse, auth_time, plan, reachable,
-    reauth_reason, reported_acr,
+    reauth_reason, reported_acr, reported_acr_for,
 };
 pub use prompt::Prompt;
 pub use request::{AcrRequest, MaxAge, RequestError};

@@ -229,6 +229,19 @@ pub fn reported_acr(request: &AcrRequest, levels: &Levels, proofs: &[ProvenFacto
     }
 }
 
+/// [`reported_acr`] for a request whose target may have been raised above what the RP asked
+/// (client minimum, scope rule, risk): a requested value below the target is not reported, since
+/// the raise is the point; the achieved level's name is, if it meets the target.
+pub fn reported_acr_for(target: &Target, levels: &Levels, proofs: &[ProvenFactor], now: Timestamp) -> ReportedAcr {
+    match reported_acr(&target.request, levels, proofs, now) {
+        ReportedAcr::Acr { level, .. } if level.rank() < target.level.rank() => match levels.achieved(proofs, now) {
+            Some(l) if l.rank() >= target.level.rank() => ReportedAcr::Acr { value: l.name().to_owned(), level: l.clone() },
+            _ => ReportedAcr::Unmet,
+        },
+        other => other,
+    }
+}
+
 /// When the claimed level lapses (first instant it no longer holds); an access token claiming it
 /// gets `exp = min(exp, lapse)`. `None`: the level has no freshness and never lapses on its own.
 pub fn access_token_lapse(claimed: &Level, proofs: &[ProvenFactor], now: Timestamp) -> Option<Timestamp> {
@@ -740,6 +753,40 @@ mod tests {
             assert_eq!(got.as_deref(), *want, "{name}");
         }
         assert_eq!(reported_acr(&AcrRequest::default(), &levels, &[], NOW), ReportedAcr::NothingProven);
+    }
+
+    #[test]
+    fn reported_acr_is_never_below_a_raised_target() {
+        let levels = Levels::defaults();
+        let pwd_otp = [p(Password, 60), p(Totp, 30)];
+        // The RP asked for loa:1 but the client minimum raised the target to loa:2.
+        let mut raised = target(LOA2);
+        raised.request = AcrRequest::new([LOA1], false);
+        match reported_acr_for(&raised, &levels, &pwd_otp, NOW) {
+            ReportedAcr::Acr { value, .. } => assert_eq!(value, LOA2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reported_acr_for(&raised, &levels, &[p(Password, 60)], NOW), ReportedAcr::Unmet);
+        // Not raised: the RP's own spelling, as reported_acr.
+        let mut asked = target(LOA2);
+        asked.request = AcrRequest::new(["https://refeds.org/profile/mfa"], false);
+        match reported_acr_for(&asked, &levels, &pwd_otp, NOW) {
+            ReportedAcr::Acr { value, .. } => assert_eq!(value, "https://refeds.org/profile/mfa"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A proof from the very second the request arrived may predate it: max_age=0 and
+    /// prompt=login must not count it as this request's re-authentication.
+    #[test]
+    fn same_second_proof_does_not_satisfy_full_reauthentication() {
+        let proofs = [p(Password, 0)];
+        for recency in [recency(Some(0), false), recency(None, true)] {
+            let got = plan(&target(LOA1), &proofs, &[Password], &recency, NOW);
+            assert!(matches!(got, Plan::Prove { .. }), "{recency:?}: {got:?}");
+            let later = [ProvenFactor { proven_at: NOW + 1, ..proofs[0] }];
+            assert_eq!(plan(&target(LOA1), &later, &[Password], &recency, NOW + 1), Plan::Satisfied);
+        }
     }
 
     /// The headline scenario, end to end through the pure functions.

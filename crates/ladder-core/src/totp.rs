@@ -51,6 +51,11 @@ pub fn generate(secret: &[u8], now: Timestamp) -> Option<String> {
     Some(t.generate(u64::try_from(now).ok()?).to_string())
 }
 
+/// The secret bytes from its base32 text (as shown on the enrolment page), if well-formed.
+pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::try_from_base32(text.trim()).ok().map(|s| AsRef::<[u8]>::as_ref(&s).to_vec())
+}
+
 /// What an enrolment page shows: the otpauth:// URI, a QR code of it (PNG, base64), and the secret
 /// as base32 text for typing by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +108,7 @@ mod tests {
         assert!(e.uri.starts_with("otpauth://totp/Ladder:alice%20example?"), "{}", e.uri);
         assert!(e.uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
         assert_eq!(e.secret_base32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(secret_from_base32(&e.secret_base32).as_deref(), Some(&SECRET[..]));
         assert!(!e.qr_png_base64.is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! The validated authorization request that travels through Ladder's pages, and what happens when
 //! it completes: an authorization code bound to everything the request said, sent back with `iss`.
 
-use ladder_core::{AcrRequest, Levels, MaxAge, ProvenFactor, ReportedAcr, Target, access_token_lapse, amr_for, reported_acr};
+use ladder_core::{AcrRequest, Levels, MaxAge, ProvenFactor, ReportedAcr, Target, access_token_lapse, amr_for, reported_acr_for};
 use ladder_store::codes::{self, AuthorizationCode};
 use ladder_store::{Conn, StoreError};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub struct Grant {
 impl Grant {
     /// None when the proofs do not meet the request (essential acr unmet, or nothing proven).
     pub fn from_proofs(target: &Target, levels: &Levels, proofs: &[ProvenFactor], now: i64) -> Option<Grant> {
-        let ReportedAcr::Acr { value, level } = reported_acr(&target.request, levels, proofs, now) else {
+        let ReportedAcr::Acr { value, level } = reported_acr_for(target, levels, proofs, now) else {
             return None;
         };
         Some(Grant {

@@ -1,7 +1,9 @@
 //! Management operations shared by the CLI and the tests (and later the admin console):
 //! input is validated here once, whoever calls.
 
+use ladder_core::{AcrRequest, Factor, Levels, MaxAge, Plan, Prompt, Recency, Target, plan};
 use ladder_store::clients::{self, Client};
+use ladder_store::{factors, sessions};
 use ladder_store::users::{self, User};
 use ladder_store::{Db, StoreError, keys, new_id};
 
@@ -88,6 +90,26 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     pub public: bool,
     pub scopes: Vec<String>,
+    /// Used when a request names no known level (space-separated, preference order).
+    pub default_acr_values: Vec<String>,
+    /// A level every token for this client must meet, whatever the request says.
+    pub min_acr: Option<String>,
+    /// Make the client's acr request (or default) essential: unmet ⇒ an error, never a lower acr.
+    pub strict_acr: bool,
+}
+
+impl NewClient {
+    pub fn new(name: &str, redirect_uris: Vec<String>, public: bool, scopes: Vec<String>) -> Self {
+        NewClient {
+            name: name.into(),
+            redirect_uris,
+            public,
+            scopes,
+            default_acr_values: vec![],
+            min_acr: None,
+            strict_acr: false,
+        }
+    }
 }
 
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2); plain http only on
@@ -111,7 +133,15 @@ pub fn validate_redirect_uri(raw: &str) -> Result<(), ManageError> {
 }
 
 /// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub fn add_client(db: &Db, new: NewClient, now: i64) -> Result<(Client, Option<String>), ManageError> {
+pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<(Client, Option<String>), ManageError> {
+    for acr in new.default_acr_values.iter().chain(&new.min_acr) {
+        if levels.resolve(acr).is_none() {
+            return Err(ManageError::Invalid(format!(
+                "`{acr}` is not a configured level; known: {}",
+                levels.acr_values_supported().join(", ")
+            )));
+        }
+    }
     if new.name.trim().is_empty() {
         return Err(ManageError::Invalid("a client needs a name".into()));
     }
@@ -135,9 +165,9 @@ pub fn add_client(db: &Db, new: NewClient, now: i64) -> Result<(Client, Option<S
         is_public: new.public,
         redirect_uris: new.redirect_uris,
         scopes,
-        default_acr_values: None,
-        min_acr: None,
-        strict_acr: false,
+        default_acr_values: (!new.default_acr_values.is_empty()).then(|| new.default_acr_values.join(" ")),
+        min_acr: new.min_acr,
+        strict_acr: new.strict_acr,
         disabled: false,
         created_at: now,
         updated_at: now,
@@ -180,4 +210,64 @@ mod tests {
             assert!(validate_redirect_uri(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// What `ladder policy explain` prints: the same evaluation the server runs for this request.
+#[derive(Debug, serde::Serialize)]
+pub struct Explanation {
+    pub client_id: String,
+    pub username: String,
+    /// The session whose proofs were used (the user's latest live one), if any.
+    pub session_id: Option<String>,
+    pub proven: Vec<String>,
+    pub enrolled: Vec<Factor>,
+    pub target: Target,
+    pub plan: Plan,
+}
+
+pub struct ExplainRequest {
+    pub client_id: String,
+    pub username: String,
+    pub scopes: Vec<String>,
+    pub acr_values: Vec<String>,
+    pub essential: bool,
+    pub max_age: Option<i64>,
+    pub prompt_login: bool,
+}
+
+pub fn explain(db: &Db, policy: &crate::settings::Policy, idle_timeout: i64, req: ExplainRequest, now: i64) -> Result<Explanation, ManageError> {
+    let (client, user, session, proofs, enrolled) = db.read(|conn| {
+        let client = clients::find_client(conn, &req.client_id)?;
+        let user = ladder_store::users::find_user_by_username(conn, &req.username)?;
+        let Some(user) = user else { return Ok((client, None, None, vec![], vec![])) };
+        let session = sessions::latest_live_for_user(conn, &user.id, now, idle_timeout)?;
+        let proofs = match &session {
+            Some(s) => sessions::proven_factors(conn, &s.id)?,
+            None => vec![],
+        };
+        let enrolled = factors::enrolled(conn, &user.id)?;
+        Ok((client, Some(user), session, proofs, enrolled))
+    })?;
+    let client = client.ok_or_else(|| ManageError::NotFound(format!("client `{}`", req.client_id)))?;
+    let user = user.ok_or_else(|| ManageError::NotFound(format!("user `{}`", req.username)))?;
+    let acr = AcrRequest::new(req.acr_values, req.essential);
+    let mut scopes = vec!["openid".to_owned()];
+    scopes.extend(req.scopes.into_iter().filter(|s| client.scopes.contains(s) && s != "openid"));
+    let max_age = match req.max_age {
+        Some(secs) => Some(MaxAge::from_secs(secs).ok_or_else(|| ManageError::Invalid("max-age must be ≥ 0".into()))?),
+        None => None,
+    };
+    let target = crate::stepup::target(policy, &client, &acr, &scopes, &enrolled)
+        .map_err(|e| ManageError::Invalid(e.to_string()))?;
+    let recency = Recency::new(max_age, Prompt { login: req.prompt_login, ..Prompt::default() }, now);
+    let plan = plan(&target, &proofs, &enrolled, &recency, now);
+    Ok(Explanation {
+        client_id: client.id,
+        username: user.username,
+        session_id: session.map(|s| s.id),
+        proven: proofs.iter().map(|p| format!("{} ({}s ago)", p.factor, now - p.proven_at)).collect(),
+        enrolled,
+        target,
+        plan,
+    })
 }

@@ -123,3 +123,16 @@ pub fn proven_factors(conn: &mut Conn, session_id: &str) -> Result<Vec<ProvenFac
     }
     Ok(ledger)
 }
+
+/// The user's most recently active live session, if any.
+pub fn latest_live_for_user(conn: &mut Conn, user_id: &str, now: i64, idle_timeout: i64) -> Result<Option<Session>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_seen_at.gt(now - idle_timeout))
+        .order(sessions::last_seen_at.desc())
+        .select(Session::as_select())
+        .first(conn)
+        .optional()?)
+}

@@ -84,8 +84,13 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         .ok_or_else(|| OAuthError::invalid_grant("The user can no longer sign in."))?;
 
     let amr: Value = serde_json::from_str(&code.amr).unwrap_or_else(|_| json!([]));
-    let keys = state.keys.get().await;
+    // Elevation decays: an access token never outlives the freshness of the level it claims.
     let t = &state.settings.tokens;
+    let at_exp = code.acr_expires_at.map_or(now + t.access_token_ttl_secs, |lapse| lapse.min(now + t.access_token_ttl_secs));
+    if at_exp <= now {
+        return Err(OAuthError::invalid_grant("The authentication level of this code has lapsed; sign in again."));
+    }
+    let keys = state.keys.get().await;
 
     let mut id_claims = Map::new();
     id_claims.insert("iss".into(), json!(state.issuer));
@@ -109,7 +114,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     at_claims.insert("aud".into(), json!(format!("{}/userinfo", state.issuer)));
     at_claims.insert("client_id".into(), json!(client.id));
     at_claims.insert("iat".into(), json!(now));
-    at_claims.insert("exp".into(), json!(now + t.access_token_ttl_secs));
+    at_claims.insert("exp".into(), json!(at_exp));
     at_claims.insert("jti".into(), json!(random_token(16)));
     at_claims.insert("scope".into(), json!(code.scope));
     at_claims.insert("auth_time".into(), json!(code.auth_time));
@@ -124,7 +129,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         .json(json!({
             "access_token": access_token,
             "token_type": "Bearer",
-            "expires_in": t.access_token_ttl_secs,
+            "expires_in": at_exp - now,
             "id_token": id_token,
             "scope": code.scope,
         })))
