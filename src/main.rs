@@ -328,7 +328,7 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<()> {
             } else if list.is_empty() {
                 println!("no users");
             } else {
-                println!("{:<24} {:<32} {:<8} {}", "USERNAME", "EMAIL", "STATUS", "ID");
+                println!("{:<24} {:<32} {:<8} ID", "USERNAME", "EMAIL", "STATUS");
                 for u in list {
                     let status = if u.disabled { "disabled" } else if u.is_admin { "admin" } else { "active" };
                     println!("{:<24} {:<32} {:<8} {}", u.username, u.email.unwrap_or_default(), status, u.id);
@@ -372,7 +372,7 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             } else if list.is_empty() {
                 println!("no clients");
             } else {
-                println!("{:<24} {:<24} {:<12} {}", "CLIENT_ID", "NAME", "TYPE", "REDIRECT URIS");
+                println!("{:<24} {:<24} {:<12} REDIRECT URIS", "CLIENT_ID", "NAME", "TYPE");
                 for c in list {
                     let kind = if c.is_public { "public" } else { "confidential" };
                     println!("{:<24} {:<24} {:<12} {}", c.id, c.name, kind, c.redirect_uris.join(" "));
@@ -401,7 +401,7 @@ fn keys_cmd(settings: Settings, cmd: KeysCommand) -> Result<()> {
             } else if list.is_empty() {
                 println!("no keys yet; `ladder serve` creates them on first start");
             } else {
-                println!("{:<18} {:<6} {:<10} {}", "KID", "ALG", "STATUS", "CREATED (unix)");
+                println!("{:<18} {:<6} {:<10} CREATED (unix)", "KID", "ALG", "STATUS");
                 for k in list {
                     println!("{:<18} {:<6} {:<10} {}", k.kid, k.alg, k.status, k.created_at);
                 }

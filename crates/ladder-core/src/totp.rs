@@ -53,7 +53,8 @@ pub fn generate(secret: &[u8], now: Timestamp) -> Option<String> {
 
 /// The secret bytes from its base32 text (as shown on the enrolment page), if well-formed.
 pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
-    totp_rs::Secret::try_from_base32(text.trim()).ok().map(|s| AsRef::<[u8]>::as_ref(&s).to_vec())
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    totp_rs::Secret::try_from_base32(compact).ok().map(|s| AsRef::<[u8]>::as_ref(&s).to_vec())
 }
 
 /// What an enrolment page shows: the otpauth:// URI, a QR code of it (PNG, base64), and the secret
@@ -65,12 +66,18 @@ pub struct Enrolment {
     pub secret_base32: String,
 }
 
+/// "ABCD EFGH …": easier to read and type; authenticator apps ignore the spaces.
+fn group(base32: &str) -> String {
+    let chars: Vec<char> = base32.chars().collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+}
+
 pub fn enrolment(secret: &[u8], issuer: &str, account: &str) -> Result<Enrolment, TotpError> {
     let t = totp(secret, issuer, account)?;
     Ok(Enrolment {
         uri: t.to_url().map_err(|e| TotpError::Build(e.to_string()))?,
         qr_png_base64: t.to_qr_base64().map_err(|e| TotpError::Qr(e.to_string()))?,
-        secret_base32: totp_rs::Secret::from(secret.to_vec()).to_base32(),
+        secret_base32: group(&totp_rs::Secret::from(secret.to_vec()).to_base32()),
     })
 }
 
@@ -107,7 +114,7 @@ mod tests {
         let e = enrolment(SECRET, "Ladder", "alice:example").unwrap();
         assert!(e.uri.starts_with("otpauth://totp/Ladder:alice%20example?"), "{}", e.uri);
         assert!(e.uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
-        assert_eq!(e.secret_base32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(e.secret_base32, "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ");
         assert_eq!(secret_from_base32(&e.secret_base32).as_deref(), Some(&SECRET[..]));
         assert!(!e.qr_png_base64.is_empty());
     }

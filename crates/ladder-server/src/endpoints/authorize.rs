@@ -5,6 +5,9 @@
 //! The checks run once, in order. Until the client and its redirect URI are validated, errors are
 //! shown as a page; after that, they are redirected to the RP.
 
+// AuthorizeError carries the redirect it may need; errors are the rare path, so size is no concern.
+#![allow(clippy::result_large_err)]
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};

@@ -83,7 +83,7 @@ pub enum Next {
     /// Done (or failed): send the browser here.
     Leave(String),
     /// Show this step.
-    Step { step: Step, reason: Reason, session: Option<ActiveSession>, enrolled: Vec<Factor> },
+    Step { step: Step, reason: Reason, session: Option<Box<ActiveSession>>, enrolled: Vec<Factor> },
 }
 
 /// Asks the plan what is missing for the (pinned) session; completes the request when nothing is.
@@ -106,7 +106,7 @@ pub async fn advance(
         Plan::Satisfied => complete(state, req, pending, active, &evaluation).await.map(Next::Leave),
         Plan::Unreachable => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
         Plan::Prove { reason, steps, .. } => match steps.first() {
-            Some(step) => Ok(Next::Step { step: *step, reason: reason.clone(), session: Some(active), enrolled }),
+            Some(step) => Ok(Next::Step { step: *step, reason: reason.clone(), session: Some(Box::new(active)), enrolled }),
             None => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
         },
     }
@@ -224,7 +224,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
     match advance(&state, &req, &pending, active).await? {
         Next::Leave(location) => Ok(see_other(&location)),
         Next::Step { step, reason, session, enrolled } => {
-            pages::render_step(&state, &req, &pending, step, &reason, session.as_ref(), &enrolled, None).await
+            pages::render_step(&state, &req, &pending, step, &reason, session.as_deref(), &enrolled, None).await
         }
     }
 }

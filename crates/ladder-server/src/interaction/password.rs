@@ -13,7 +13,7 @@ use super::{Pending, after_step, load_for_post, pages};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::ClientInfo;
-use crate::errors::{AppError, PageError};
+use crate::errors::PageError;
 use crate::session;
 use crate::state::AppState;
 
@@ -152,7 +152,6 @@ pub async fn submit(
             )?;
             Ok(token)
         })
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     after_step(&state, &req, &pending, token).await
 }
