@@ -441,3 +441,25 @@ async fn malformed_claims_parameter_is_invalid_request() {
     let query = Browser::new().open(&app, &app.authorize_url(&client, &[("claims", "{not json")])).await.rp();
     assert_eq!(param(&query, "error"), Some("invalid_request"));
 }
+
+#[tokio::test]
+async fn elevation_decays_with_the_levels_freshness() {
+    // An operator makes loa:2 last two minutes: its factors must be that fresh.
+    let app = spawn_app_with(|s| s.levels[1].max_age_secs = Some(120)).await;
+    let client = app.add_client(false);
+    let (browser, _) = alice_with_totp(&app, &client).await;
+    let query = browser.open(&app, &app.authorize_url(&client, &[("acr_values", LOA2), ("prompt", "none")])).await.rp();
+    let (status, body) = app.exchange(&client, param(&query, "code").unwrap(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let at = jwt_claims(body["access_token"].as_str().unwrap());
+    let oldest_proof = jwt_claims(body["id_token"].as_str().unwrap())["auth_time"].as_i64().unwrap() - 1;
+    // The access token ends (`exp`: the first second it is invalid) when the password proof, a
+    // second before the TOTP, becomes older than two minutes.
+    assert_eq!(at["exp"].as_i64().unwrap(), oldest_proof + 121, "capped at the level's lapse, not now + 600");
+    assert_eq!(body["expires_in"].as_i64().unwrap(), oldest_proof + 121 - app.now());
+
+    // Two minutes on, the session no longer holds loa:2: a silent request needs interaction.
+    app.clock.advance(121);
+    let query = browser.open(&app, &app.authorize_url(&client, &[("acr_values", LOA2), ("prompt", "none")])).await.rp();
+    assert_eq!(param(&query, "error"), Some("interaction_required"));
+}
