@@ -301,10 +301,14 @@ fn serve(settings: Settings) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let server = ladder_server::run(state, listener)?;
+        let server = ladder_server::run(actix_web_data(state), listener)?;
         server.await?;
         Ok(())
     })
+}
+
+fn actix_web_data(state: ladder_server::AppState) -> ladder_server::startup::SharedState {
+    ladder_server::startup::SharedState::new(state)
 }
 
 fn user(settings: Settings, cmd: UserCommand) -> Result<()> {

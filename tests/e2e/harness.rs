@@ -9,6 +9,7 @@ use ladder_core::Clock;
 use ladder_server::crypto::ServerKey;
 use ladder_server::manage::{self, NewClient, NewUser};
 use ladder_server::settings::Settings;
+use ladder_server::startup::SharedState;
 use ladder_store::Db;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -42,6 +43,8 @@ pub struct TestApp {
     pub policy: ladder_server::settings::Policy,
     pub db: Db,
     pub clock: Arc<TestClock>,
+    pub state: SharedState,
+    pub server_key: ServerKey,
     _dir: tempfile::TempDir,
 }
 
@@ -91,10 +94,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000)));
     let db = Db::connect(&settings.database.url, settings.database.pool_size).unwrap();
     let (server_key, _) = ServerKey::generate();
-    let state = ladder_server::build_state(settings, db.clone(), server_key, clock.clone()).unwrap();
-    let server = ladder_server::run(state, listener).unwrap();
+    let state = ladder_server::build_state(settings, db.clone(), server_key.clone(), clock.clone()).unwrap();
+    let state = SharedState::new(state);
+    let server = ladder_server::run(state.clone(), listener).unwrap();
     tokio::spawn(server);
-    TestApp { issuer, policy, db, clock, _dir: dir }
+    TestApp { issuer, policy, db, clock, state, server_key, _dir: dir }
 }
 
 impl TestApp {

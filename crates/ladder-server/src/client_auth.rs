@@ -1,10 +1,12 @@
-//! Client authentication at the token endpoint (RFC 6749 §2.3.1, OIDC Core §9):
-//! `client_secret_basic`, `client_secret_post`, and `none` for public clients (which rely on PKCE).
+//! Client authentication at the token, introspection and revocation endpoints (RFC 6749 §2.3.1,
+//! OIDC Core §9): `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, each
+//! assertion's `jti` accepted once), and `none` for public clients (which rely on PKCE).
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine;
 use ladder_store::clients::{self, Client};
+
 
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::errors::OAuthError;
@@ -16,8 +18,11 @@ use crate::state::AppState;
 enum Presented {
     Basic { id: String, secret: String },
     Post { id: String, secret: String },
+    Assertion { id: String, assertion: String },
     None { id: String },
 }
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Basic credentials are form-urlencoded before base64 (RFC 6749 §2.3.1).
 fn parse_basic(value: &str) -> Option<(String, String)> {
@@ -36,6 +41,21 @@ fn presented(req: &HttpRequest, params: &Params) -> Result<Presented, OAuthError
     let body_id = params.get("client_id").map_err(dup)?;
     let body_secret = params.get("client_secret").map_err(dup)?;
     let authz = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let assertion = params.get("client_assertion").map_err(dup)?;
+    if let Some(assertion) = assertion {
+        if authz.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request("Use one client authentication method, not two."));
+        }
+        if params.get("client_assertion_type").map_err(dup)? != Some(JWT_BEARER) {
+            return Err(OAuthError::invalid_client("Unsupported client_assertion_type."));
+        }
+        // The issuer names the client; the signature is checked against that client's keys.
+        let iss = unverified_claim(assertion, "iss").ok_or_else(|| OAuthError::invalid_client("Malformed client assertion."))?;
+        if body_id.is_some_and(|b| b != iss) {
+            return Err(OAuthError::invalid_client("client_id differs from the assertion's issuer."));
+        }
+        return Ok(Presented::Assertion { id: iss, assertion: assertion.to_owned() });
+    }
     match (authz, body_secret) {
         (Some(h), None) => {
             let (id, secret) = parse_basic(h).ok_or_else(|| OAuthError::invalid_client("Malformed Basic credentials."))?;
@@ -60,19 +80,83 @@ fn presented(req: &HttpRequest, params: &Params) -> Result<Presented, OAuthError
 pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) -> Result<Client, OAuthError> {
     let presented = presented(req, params)?;
     let id = match &presented {
-        Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::None { id } => id.clone(),
+        Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::Assertion { id, .. } | Presented::None { id } => {
+            id.clone()
+        }
     };
     let client = state.read(move |conn| clients::find_client(conn, &id)).await?;
-    let refuse = || OAuthError::invalid_client("Client authentication failed.");
+    // A failed Basic attempt is answered with a Basic challenge (RFC 6749 §5.2).
+    let basic = matches!(presented, Presented::Basic { .. });
+    let refuse = || {
+        let mut e = OAuthError::invalid_client("Client authentication failed.");
+        if basic {
+            e.challenge = Some("Basic realm=\"ladder\"".into());
+        }
+        e
+    };
     let client = client.filter(|c| !c.disabled).ok_or_else(refuse)?;
+    let method = client.settings.token_endpoint_auth_method.as_str();
     let ok = match (&presented, &client.secret_hash) {
         (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(hash)) => {
             constant_time_eq(&sha256_hex(secret), hash)
+        }
+        (Presented::Assertion { assertion, .. }, _) if method == "private_key_jwt" => {
+            verify_assertion(state, &client, assertion).await?;
+            true
         }
         (Presented::None { .. }, None) => client.is_public,
         _ => false,
     };
     if ok { Ok(client) } else { Err(refuse()) }
+}
+
+fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get(name)?.as_str().map(str::to_owned)
+}
+
+/// RFC 7523 §3: signed by one of the client's keys; `iss` = `sub` = client_id; `aud` names this
+/// token endpoint or the issuer; unexpired; `jti` never seen before.
+async fn verify_assertion(state: &AppState, client: &Client, assertion: &str) -> Result<(), OAuthError> {
+    let refuse = |why: &str| OAuthError::invalid_client(format!("Client assertion refused: {why}."));
+    let jwks = match (&client.settings.jwks, &client.settings.jwks_uri) {
+        (Some(inline), _) => inline.clone(),
+        (None, Some(uri)) => fetch_jwks(state, uri).await.map_err(|_| refuse("the client's keys could not be fetched"))?,
+        (None, None) => return Err(refuse("the client has no registered keys")),
+    };
+    let claims = crate::jwt::verify_with_jwks(&jwks, assertion).map_err(|e| refuse(&e))?;
+    let str_claim = |n: &str| claims.get(n).and_then(|v| v.as_str());
+    if str_claim("iss") != Some(client.id.as_str()) || str_claim("sub") != Some(client.id.as_str()) {
+        return Err(refuse("iss and sub must be the client_id"));
+    }
+    let token_endpoint = format!("{}/token", state.issuer);
+    let aud_ok = |a: &str| a == token_endpoint || a == state.issuer;
+    let aud = match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => aud_ok(a),
+        Some(serde_json::Value::Array(list)) => list.iter().filter_map(|v| v.as_str()).any(aud_ok),
+        _ => false,
+    };
+    if !aud {
+        return Err(refuse("aud must be the token endpoint"));
+    }
+    let now = state.now();
+    let exp = claims.get("exp").and_then(|v| v.as_i64()).ok_or_else(|| refuse("exp is required"))?;
+    if exp <= now {
+        return Err(refuse("it has expired"));
+    }
+    let jti = str_claim("jti").ok_or_else(|| refuse("jti is required"))?.to_owned();
+    let client_id = client.id.clone();
+    let fresh = state.write(move |conn| clients::remember_assertion(conn, &client_id, &jti, exp, now)).await?;
+    if !fresh {
+        return Err(refuse("its jti was already used"));
+    }
+    Ok(())
+}
+
+async fn fetch_jwks(state: &AppState, uri: &str) -> Result<String, reqwest::Error> {
+    state.http.get(uri).send().await?.error_for_status()?.text().await
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod backchannel;
 pub mod browser;
 pub mod client_auth;
 pub mod crypto;
@@ -10,6 +11,7 @@ pub mod endpoints;
 pub mod errors;
 pub mod grant;
 pub mod interaction;
+pub mod jwt;
 pub mod manage;
 pub mod params;
 pub mod session;
@@ -18,6 +20,7 @@ pub mod signing;
 pub mod startup;
 pub mod stepup;
 pub mod state;
+pub mod tokens;
 
 pub use settings::Settings;
 pub use startup::{build_state, resolve_server_key, run};

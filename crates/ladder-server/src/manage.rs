@@ -2,7 +2,7 @@
 //! input is validated here once, whoever calls.
 
 use ladder_core::{AcrRequest, Factor, Levels, MaxAge, Plan, Prompt, Recency, Target, plan};
-use ladder_store::clients::{self, Client};
+use ladder_store::clients::{self, Client, ClientSettings};
 use ladder_store::{factors, sessions};
 use ladder_store::users::{self, User};
 use ladder_store::{Db, StoreError, keys, new_id};
@@ -96,6 +96,8 @@ pub struct NewClient {
     pub min_acr: Option<String>,
     /// Make the client's acr request (or default) essential: unmet ⇒ an error, never a lower acr.
     pub strict_acr: bool,
+    /// Auth method, keys, grant types, logout URIs, audience. Public clients get method `none`.
+    pub settings: ClientSettings,
 }
 
 impl NewClient {
@@ -108,8 +110,62 @@ impl NewClient {
             default_acr_values: vec![],
             min_acr: None,
             strict_acr: false,
+            settings: ClientSettings::default(),
         }
     }
+}
+
+const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// Checks a client's protocol settings, filling in what follows from public/confidential.
+fn validate_settings(public: bool, s: &mut ClientSettings) -> Result<(), ManageError> {
+    let invalid = |m: String| Err(ManageError::Invalid(m));
+    if public {
+        s.token_endpoint_auth_method = "none".into();
+    } else if s.token_endpoint_auth_method == "none" {
+        return invalid("a confidential client cannot use token_endpoint_auth_method none".into());
+    }
+    if !AUTH_METHODS.contains(&s.token_endpoint_auth_method.as_str()) {
+        return invalid(format!("unknown auth method `{}`; use one of {}", s.token_endpoint_auth_method, AUTH_METHODS.join(", ")));
+    }
+    if s.token_endpoint_auth_method == "private_key_jwt" {
+        match (&s.jwks, &s.jwks_uri) {
+            (None, None) => return invalid("private_key_jwt needs the client's keys (--jwks-file or --jwks-uri)".into()),
+            (Some(j), _) if josekit::jwk::JwkSet::from_bytes(j.as_bytes()).is_err() => {
+                return invalid("the client's JWKS is not a valid JWK set".into());
+            }
+            _ => {}
+        }
+    }
+    if let Some(uri) = &s.jwks_uri {
+        validate_backchannel_or_jwks_uri(uri, "jwks_uri")?;
+    }
+    for g in &s.grant_types {
+        if !GRANT_TYPES.contains(&g.as_str()) {
+            return invalid(format!("unknown grant type `{g}`; use one of {}", GRANT_TYPES.join(", ")));
+        }
+    }
+    if public && s.grant_types.iter().any(|g| g == "client_credentials") {
+        return invalid("a public client cannot use client_credentials".into());
+    }
+    for uri in &s.post_logout_redirect_uris {
+        validate_redirect_uri(uri)?;
+    }
+    if let Some(uri) = &s.backchannel_logout_uri {
+        validate_backchannel_or_jwks_uri(uri, "backchannel_logout_uri")?;
+    }
+    Ok(())
+}
+
+/// Server-to-server URIs: https, or http on loopback (for local development and tests).
+fn validate_backchannel_or_jwks_uri(raw: &str, what: &str) -> Result<(), ManageError> {
+    let url = url::Url::parse(raw).map_err(|_| ManageError::Invalid(format!("{what} `{raw}` is not an absolute URL")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.fragment().is_some() || !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return Err(ManageError::Invalid(format!("{what} `{raw}` must be https (http only on loopback), without fragment")));
+    }
+    Ok(())
 }
 
 /// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2); plain http only on
@@ -157,7 +213,10 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
             scopes.push(s.to_owned());
         }
     }
-    let secret = (!new.public).then(|| random_token(32));
+    let mut settings = new.settings;
+    validate_settings(new.public, &mut settings)?;
+    // Clients that sign assertions with their own keys have no shared secret to leak.
+    let secret = (!new.public && settings.token_endpoint_auth_method != "private_key_jwt").then(|| random_token(32));
     let client = Client {
         id: random_token(16),
         name: new.name.trim().to_owned(),
@@ -168,6 +227,7 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
         default_acr_values: (!new.default_acr_values.is_empty()).then(|| new.default_acr_values.join(" ")),
         min_acr: new.min_acr,
         strict_acr: new.strict_acr,
+        settings,
         disabled: false,
         created_at: now,
         updated_at: now,

@@ -124,13 +124,21 @@ pub struct TokenSettings {
     pub code_ttl_secs: i64,
     pub id_token_ttl_secs: i64,
     pub access_token_ttl_secs: i64,
+    /// Refresh tokens rotate at every use; this bounds each one's life.
+    pub refresh_token_ttl_secs: i64,
     /// How long a user may take on Ladder's pages before the authorization request expires.
     pub interaction_ttl_secs: i64,
 }
 
 impl Default for TokenSettings {
     fn default() -> Self {
-        TokenSettings { code_ttl_secs: 60, id_token_ttl_secs: 3600, access_token_ttl_secs: 600, interaction_ttl_secs: 900 }
+        TokenSettings {
+            code_ttl_secs: 60,
+            id_token_ttl_secs: 3600,
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            interaction_ttl_secs: 900,
+        }
     }
 }
 
@@ -208,6 +216,7 @@ impl Settings {
         for (name, v) in [
             ("tokens.id_token_ttl_secs", t.id_token_ttl_secs),
             ("tokens.access_token_ttl_secs", t.access_token_ttl_secs),
+            ("tokens.refresh_token_ttl_secs", t.refresh_token_ttl_secs),
             ("tokens.interaction_ttl_secs", t.interaction_ttl_secs),
             ("session.idle_timeout_secs", self.session.idle_timeout_secs),
             ("session.absolute_timeout_secs", self.session.absolute_timeout_secs),

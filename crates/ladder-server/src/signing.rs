@@ -217,6 +217,11 @@ impl KeyCache {
         if cached.loaded_at.elapsed() < RELOAD_EVERY {
             return cached;
         }
+        self.reload().await.unwrap_or(cached)
+    }
+
+    /// Reads the keys from the database now (after a rotation through this node, or when stale).
+    pub async fn reload(&self) -> Option<Arc<KeySet>> {
         let (db, server_key) = (self.db.clone(), self.server_key.clone());
         let reloaded = actix_web::web::block(move || -> Result<KeySet, AppError> {
             KeySet::load(db.read(keys::list_published)?, &server_key)
@@ -228,15 +233,15 @@ impl KeyCache {
                 if let Ok(mut guard) = self.current.write() {
                     *guard = set.clone();
                 }
-                set
+                Some(set)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "key reload failed; serving cached keys");
-                cached
+                None
             }
             Err(e) => {
                 tracing::warn!(error = %e, "key reload failed; serving cached keys");
-                cached
+                None
             }
         }
     }

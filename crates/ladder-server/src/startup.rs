@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tracing_actix_web::TracingLogger;
 
 use crate::crypto::ServerKey;
-use crate::endpoints::{authorize, discovery, jwks, token, userinfo};
+use crate::endpoints::{authorize, discovery, end_session, introspect, jwks, revoke, token, userinfo};
 use crate::errors::AppError;
 use crate::interaction::{self, password, totp};
 use crate::settings::Settings;
@@ -40,6 +40,8 @@ pub enum StartError {
     ServerKey(String),
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
+    #[error("outbound HTTP client: {0}")]
+    Http(String),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -118,6 +120,11 @@ pub fn build_state(
         keys,
         discovery_json,
         hashing: Semaphore::new(permits),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?,
         policy,
         settings,
     })
@@ -137,6 +144,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/interaction/{id}/totp").route(web::post().to(totp::verify)))
         .service(web::resource("/interaction/{id}/totp/enrol").route(web::post().to(totp::enrol)))
         .service(web::resource("/token").route(web::post().to(token::token)))
+        .service(web::resource("/introspect").route(web::post().to(introspect::introspect)))
+        .service(web::resource("/revoke").route(web::post().to(revoke::revoke)))
+        .service(
+            web::resource("/end_session")
+                .route(web::get().to(end_session::end_session))
+                .route(web::post().to(end_session::end_session)),
+        )
+        .service(web::resource("/end_session/confirm").route(web::post().to(end_session::confirm)))
         .service(
             web::resource("/userinfo")
                 .route(web::get().to(userinfo::userinfo_get))
@@ -146,13 +161,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(home);
 }
 
-/// Starts serving on `listener`; the returned server runs when awaited or spawned.
-pub fn run(state: AppState, listener: TcpListener) -> Result<Server, StartError> {
+/// The state as handlers share it.
+pub type SharedState = web::Data<AppState>;
+
+/// Starts serving on `listener` (and the back-channel logout sender); the returned server runs
+/// when awaited or spawned. Call inside a Tokio runtime.
+pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, StartError> {
     let workers = match state.settings.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
-    let state = web::Data::new(state);
+    crate::backchannel::spawn_worker(state.clone());
     let server = HttpServer::new(move || {
         App::new()
             .wrap(

@@ -26,6 +26,8 @@ pub struct AppState {
     /// Bounds concurrent password hashing (argon2 is CPU- and memory-heavy by design).
     pub hashing: Semaphore,
     pub cookies: CookieNames,
+    /// Outbound HTTP (client JWKS, back-channel logout), with short timeouts.
+    pub http: reqwest::Client,
 }
 
 /// `__Host-` cookies need Secure, which needs https; plain names are used on an http issuer.

@@ -20,6 +20,37 @@ struct ClientRow {
     created_at: i64,
     updated_at: i64,
     strict_acr: bool,
+    settings: String,
+}
+
+/// The client settings kept as one JSON object (missing keys take their defaults).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ClientSettings {
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`.
+    pub token_endpoint_auth_method: String,
+    /// The client's public keys (a JWK set, JSON) for `private_key_jwt`, or where to fetch them.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub grant_types: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    /// The `aud` of access tokens issued to it, when not Ladder's own userinfo.
+    pub audience: Option<String>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            jwks: None,
+            jwks_uri: None,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            audience: None,
+        }
+    }
 }
 
 /// A client as the rest of Ladder sees it: lists parsed, secret only as its hash.
@@ -39,6 +70,7 @@ pub struct Client {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    pub settings: ClientSettings,
 }
 
 impl std::fmt::Debug for Client {
@@ -52,6 +84,8 @@ impl TryFrom<ClientRow> for Client {
     fn try_from(r: ClientRow) -> Result<Self, StoreError> {
         let redirect_uris = serde_json::from_str(&r.redirect_uris)
             .map_err(|e| StoreError::Corrupt(format!("client {} redirect_uris: {e}", r.id)))?;
+        let settings = serde_json::from_str(&r.settings)
+            .map_err(|e| StoreError::Corrupt(format!("client {} settings: {e}", r.id)))?;
         Ok(Client {
             id: r.id,
             name: r.name,
@@ -65,6 +99,7 @@ impl TryFrom<ClientRow> for Client {
             disabled: r.disabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            settings,
         })
     }
 }
@@ -84,6 +119,7 @@ impl From<&Client> for ClientRow {
             created_at: c.created_at,
             updated_at: c.updated_at,
             strict_acr: c.strict_acr,
+            settings: serde_json::to_string(&c.settings).unwrap_or_else(|_| "{}".into()),
         }
     }
 }
@@ -119,4 +155,39 @@ pub fn list_clients(conn: &mut Conn) -> Result<Vec<Client>, StoreError> {
 /// Returns false when no such client.
 pub fn delete_client(conn: &mut Conn, id: &str) -> Result<bool, StoreError> {
     Ok(diesel::delete(clients::table.find(id)).execute(conn)? > 0)
+}
+
+/// Remembers a client assertion's `jti` until it expires; false when it was already seen (replay).
+pub fn remember_assertion(conn: &mut Conn, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+    use crate::schema::client_assertions;
+    diesel::delete(client_assertions::table.filter(client_assertions::expires_at.lt(now))).execute(conn)?;
+    let inserted = diesel::insert_into(client_assertions::table)
+        .values((
+            client_assertions::client_id.eq(client_id),
+            client_assertions::jti.eq(jti),
+            client_assertions::expires_at.eq(expires_at),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Clients with a back-channel logout URI that hold a live grant from this session.
+pub fn backchannel_clients_for_session(conn: &mut Conn, session_id: &str) -> Result<Vec<Client>, StoreError> {
+    use crate::schema::grants;
+    let ids: Vec<String> = grants::table
+        .filter(grants::session_id.eq(session_id))
+        .select(grants::client_id)
+        .distinct()
+        .load(conn)?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(c) = find_client(conn, &id)?.filter(|c| c.settings.backchannel_logout_uri.is_some()) {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }

@@ -2,6 +2,9 @@
 
 pub mod authorize;
 pub mod discovery;
+pub mod end_session;
+pub mod introspect;
 pub mod jwks;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;

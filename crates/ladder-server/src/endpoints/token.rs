@@ -1,58 +1,73 @@
-//! The token endpoint: RFC 6749 §3.2 and §4.1.3–4.1.4 (authorization_code grant), PKCE (RFC 7636
-//! §4.5–4.6), OIDC Core §3.1.3 (ID token), RFC 9068 (JWT access tokens). Codes are single-use:
-//! consumed atomically, and a replay is refused with `invalid_grant`.
+//! The token endpoint: RFC 6749 §3.2, §4.1.3–4.1.4 (authorization_code), §6 (refresh_token, rotated
+//! on every use per RFC 9700 §4.14), §4.4 (client_credentials); PKCE (RFC 7636 §4.5–4.6); OIDC Core
+//! §3.1.3 (ID token); RFC 9068 (JWT access tokens). Codes are single-use: consumed atomically; a
+//! replayed code, or a reused refresh token, revokes every token of its grant.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_store::clients::Client;
 use ladder_store::codes::{self, AuthorizationCode, Redemption};
-use ladder_store::users;
-use serde_json::{Map, Value, json};
+use ladder_store::grants::{self, Grant};
+use ladder_store::{new_id, users};
+use serde_json::json;
 
+use crate::audit::{self, Subject};
+use crate::browser::ClientInfo;
 use crate::client_auth;
-use crate::crypto::{constant_time_eq, random_token, s256, sha256_hex};
+use crate::crypto::{constant_time_eq, s256, sha256_hex};
 use crate::errors::OAuthError;
 use crate::params::Params;
-use crate::signing::Alg;
 use crate::state::AppState;
+use crate::tokens::{self, Minted};
 
 #[tracing::instrument(name = "token", skip_all)]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body)?;
+    let client = client_auth::authenticate(&state, &req, &params).await?;
+    let grant_type = params.get("grant_type").ok().flatten();
+    if let Some(g) = grant_type
+        && matches!(g, "authorization_code" | "refresh_token" | "client_credentials")
+        && !client.settings.grant_types.iter().any(|t| t == g)
+    {
+        return Err(OAuthError::new("unauthorized_client", format!("This client may not use the {g} grant.")));
+    }
+    let info = ClientInfo::from_request(&req);
+    match grant_type {
+        Some("authorization_code") => authorization_code(&state, &client, &params, &info).await,
+        Some("refresh_token") => refresh(&state, &client, &params, &info).await,
+        Some("client_credentials") => client_credentials(&state, &client, &params).await,
+        Some(_) => Err(OAuthError::new("unsupported_grant_type", "This grant type is not supported.")),
+        None => Err(OAuthError::invalid_request("The grant_type parameter is missing.")),
+    }
+}
+
+/// A form-encoded body with each parameter at most once (RFC 6749 §3.2).
+pub fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
     let form = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if !form {
-        return Err(OAuthError::invalid_request("The token request must be form-encoded."));
+        return Err(OAuthError::invalid_request("The request body must be form-encoded."));
     }
-    let params = Params::parse(&body);
+    let params = Params::parse(body);
     if let Some(name) = params.first_duplicate() {
         return Err(OAuthError::invalid_request(format!("The `{name}` parameter is repeated.")));
     }
-    let client = client_auth::authenticate(&state, &req, &params).await.map_err(|e| {
-        if req.headers().contains_key(header::AUTHORIZATION) { with_basic_challenge(e) } else { e }
-    })?;
-    match params.get("grant_type").ok().flatten() {
-        Some("authorization_code") => authorization_code(&state, &client, &params).await,
-        Some(_) => Err(OAuthError::new("unsupported_grant_type", "Only authorization_code is supported.")),
-        None => Err(OAuthError::invalid_request("The grant_type parameter is missing.")),
-    }
+    Ok(params)
 }
 
-fn with_basic_challenge(mut e: OAuthError) -> OAuthError {
-    if e.code == "invalid_client" {
-        e.challenge = Some("Basic realm=\"ladder\"".into());
-    }
-    e
-}
-
-async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> Result<HttpResponse, OAuthError> {
-    let code = params
-        .get("code")
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
         .ok()
         .flatten()
-        .ok_or_else(|| OAuthError::invalid_request("The code parameter is missing."))?;
+        .ok_or_else(|| OAuthError::invalid_request(format!("The {name} parameter is missing.")))
+}
+
+async fn authorization_code(state: &AppState, client: &Client, params: &Params, info: &ClientInfo) -> Result<HttpResponse, OAuthError> {
+    let code = required(params, "code")?;
     let redirect_uri = params.get("redirect_uri").ok().flatten();
     let verifier = params.get("code_verifier").ok().flatten();
     if let Some(v) = verifier {
@@ -65,11 +80,12 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     }
 
     let (hash, now) = (sha256_hex(code), state.now());
-    let redemption = state.write(move |conn| codes::redeem_code(conn, &hash, now)).await?;
+    let h = hash.clone();
+    let redemption = state.write(move |conn| codes::redeem_code(conn, &h, now)).await?;
     let code = match redemption {
         Redemption::Redeemed(c) => c,
         Redemption::Replayed(c) => {
-            tracing::warn!(client_id = %c.client_id, "authorization code replayed");
+            revoke_replayed(state, &c, &hash, info).await?;
             return Err(OAuthError::invalid_grant("The authorization code was already used."));
         }
         Redemption::Unknown => return Err(OAuthError::invalid_grant("The authorization code is invalid.")),
@@ -77,62 +93,88 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     check_code(&code, client, redirect_uri, verifier, now)?;
 
     let user_id = code.user_id.clone();
-    let user = state
+    state
         .read(move |conn| users::find_user(conn, &user_id))
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| OAuthError::invalid_grant("The user can no longer sign in."))?;
 
-    let amr: Value = serde_json::from_str(&code.amr).unwrap_or_else(|_| json!([]));
-    // Elevation decays: an access token never outlives the freshness of the level it claims.
-    let t = &state.settings.tokens;
-    let at_exp = code.acr_expires_at.map_or(now + t.access_token_ttl_secs, |lapse| lapse.min(now + t.access_token_ttl_secs));
-    if at_exp <= now {
-        return Err(OAuthError::invalid_grant("The authentication level of this code has lapsed; sign in again."));
-    }
+    let grant = Grant {
+        id: new_id(),
+        client_id: client.id.clone(),
+        user_id: Some(code.user_id.clone()),
+        session_id: Some(code.session_id.clone()),
+        code_hash: Some(hash),
+        scope: code.scope.clone(),
+        acr: Some(code.acr.clone()),
+        amr: code.amr.clone(),
+        auth_time: Some(code.auth_time),
+        acr_expires_at: code.acr_expires_at,
+        created_at: now,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
+    let resource = params.get("resource").ok().flatten();
+    issue(state, client, grant, code.nonce.as_deref(), resource, with_refresh, true, now).await
+}
+
+/// Mints and records the tokens of a grant (new or refreshed) in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    state: &AppState,
+    client: &Client,
+    grant: Grant,
+    nonce: Option<&str>,
+    resource: Option<&str>,
+    with_refresh: bool,
+    new_grant: bool,
+    now: i64,
+) -> Result<HttpResponse, OAuthError> {
+    let exp = tokens::access_expiry(state, &grant, now).ok_or_else(tokens::lapsed)?;
     let keys = state.keys.get().await;
+    let aud = tokens::audience(state, client, resource);
+    let (access_token, jti) = tokens::mint_access_token(state, &keys, &grant, &grant.scope, &aud, exp, now)?;
+    let id_token = tokens::mint_id_token(state, &keys, &grant, nonce, now)?;
+    let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
+    let refresh_ttl = state.settings.tokens.refresh_token_ttl_secs;
+    let (g, j) = (grant.clone(), minted.jti.clone());
+    let refresh = state
+        .write(move |conn| {
+            if new_grant {
+                grants::insert_grant(conn, &g)?;
+            }
+            grants::insert_access_token(conn, &j, Some(&g.id), &g.client_id, exp)?;
+            with_refresh.then(|| tokens::new_refresh_token(conn, &g.id, refresh_ttl, now)).transpose()
+        })
+        .await?;
+    Ok(tokens::response(&minted, refresh.as_deref(), &grant.scope, now))
+}
 
-    let mut id_claims = Map::new();
-    id_claims.insert("iss".into(), json!(state.issuer));
-    id_claims.insert("sub".into(), json!(user.id));
-    id_claims.insert("aud".into(), json!(client.id));
-    id_claims.insert("azp".into(), json!(client.id));
-    id_claims.insert("iat".into(), json!(now));
-    id_claims.insert("exp".into(), json!(now + t.id_token_ttl_secs));
-    id_claims.insert("auth_time".into(), json!(code.auth_time));
-    id_claims.insert("acr".into(), json!(code.acr));
-    id_claims.insert("amr".into(), amr.clone());
-    id_claims.insert("sid".into(), json!(code.session_id));
-    if let Some(nonce) = &code.nonce {
-        id_claims.insert("nonce".into(), json!(nonce));
-    }
-    let id_token = keys.sign(Alg::RS256, "JWT", id_claims)?;
-
-    let mut at_claims = Map::new();
-    at_claims.insert("iss".into(), json!(state.issuer));
-    at_claims.insert("sub".into(), json!(user.id));
-    at_claims.insert("aud".into(), json!(format!("{}/userinfo", state.issuer)));
-    at_claims.insert("client_id".into(), json!(client.id));
-    at_claims.insert("iat".into(), json!(now));
-    at_claims.insert("exp".into(), json!(at_exp));
-    at_claims.insert("jti".into(), json!(random_token(16)));
-    at_claims.insert("scope".into(), json!(code.scope));
-    at_claims.insert("auth_time".into(), json!(code.auth_time));
-    at_claims.insert("acr".into(), json!(code.acr));
-    at_claims.insert("amr".into(), amr);
-    at_claims.insert("sid".into(), json!(code.session_id));
-    let access_token = keys.sign(Alg::ES256, "at+jwt", at_claims)?;
-
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": at_exp - now,
-            "id_token": id_token,
-            "scope": code.scope,
-        })))
+/// RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what was issued from it.
+async fn revoke_replayed(state: &AppState, code: &AuthorizationCode, hash: &str, info: &ClientInfo) -> Result<(), OAuthError> {
+    tracing::warn!(client_id = %code.client_id, "authorization code replayed; revoking its grant");
+    let (hash, now, info) = (hash.to_owned(), state.now(), info.clone());
+    let (user_id, client_id) = (code.user_id.clone(), code.client_id.clone());
+    state
+        .write(move |conn| {
+            for g in grants::grants_for_code(conn, &hash)? {
+                if grants::revoke_grant(conn, &g.id, "code_replay", now)? {
+                    audit::record(
+                        conn,
+                        now,
+                        "token",
+                        "revoked",
+                        Subject { user_id: Some(&user_id), session_id: g.session_id.as_deref(), client_id: Some(&client_id) },
+                        &info,
+                        json!({ "grant": g.id, "reason": "code_replay" }),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
 }
 
 /// Everything the code was bound to must match the redemption (RFC 6749 §4.1.3, RFC 7636 §4.6).
@@ -161,4 +203,102 @@ fn check_code(
         )),
         (None, None) => Ok(()),
     }
+}
+
+/// RFC 6749 §6 with rotation: each refresh token works once; presenting a rotated one again means
+/// it leaked, so the whole family is revoked (RFC 9700 §4.14.2). The grant's acr, amr and
+/// auth_time are kept as they were: a refresh never raises them.
+async fn refresh(state: &AppState, client: &Client, params: &Params, info: &ClientInfo) -> Result<HttpResponse, OAuthError> {
+    let token = required(params, "refresh_token")?;
+    let (hash, now) = (sha256_hex(token), state.now());
+    let (client_id, info2) = (client.id.clone(), info.clone());
+    let outcome = state
+        .write(move |conn| {
+            let Some(rt) = grants::find_refresh_token(conn, &hash)? else { return Ok(Err("unknown")) };
+            let Some(grant) = grants::find_grant(conn, &rt.grant_id)? else { return Ok(Err("unknown")) };
+            if grant.client_id != client_id {
+                return Ok(Err("another client"));
+            }
+            if grant.revoked_at.is_some() {
+                return Ok(Err("revoked"));
+            }
+            if rt.expires_at <= now {
+                return Ok(Err("expired"));
+            }
+            if rt.used_at.is_some() || !grants::use_refresh_token(conn, &hash, now)? {
+                grants::revoke_grant(conn, &grant.id, "refresh_token_reuse", now)?;
+                audit::record(
+                    conn,
+                    now,
+                    "token",
+                    "revoked",
+                    Subject { user_id: grant.user_id.as_deref(), session_id: grant.session_id.as_deref(), client_id: Some(&client_id) },
+                    &info2,
+                    json!({ "grant": grant.id, "reason": "refresh_token_reuse" }),
+                )?;
+                return Ok(Err("reused"));
+            }
+            Ok(Ok(grant))
+        })
+        .await?;
+    let mut grant = match outcome {
+        Ok(g) => g,
+        Err("reused") => {
+            return Err(OAuthError::invalid_grant("The refresh token was already used; its grant has been revoked."));
+        }
+        Err(_) => return Err(OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.")),
+    };
+    if let Some(user_id) = grant.user_id.clone() {
+        state
+            .read(move |conn| users::find_user(conn, &user_id))
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or_else(|| OAuthError::invalid_grant("The user can no longer sign in."))?;
+    }
+    // A narrower scope may be asked for this access token (RFC 6749 §6), never a wider one.
+    if let Some(scope) = params.get("scope").ok().flatten() {
+        let granted: Vec<&str> = grant.scope.split(' ').collect();
+        if scope.split(' ').any(|s| !s.is_empty() && !granted.contains(&s)) {
+            return Err(OAuthError::new("invalid_scope", "The scope exceeds what was originally granted."));
+        }
+        grant.scope = scope.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    }
+    let resource = params.get("resource").ok().flatten();
+    issue(state, client, grant, None, resource, true, false, now).await
+}
+
+/// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token with the client as
+/// subject; no ID token, no refresh token, no acr (no user authenticated).
+async fn client_credentials(state: &AppState, client: &Client, params: &Params) -> Result<HttpResponse, OAuthError> {
+    if client.is_public {
+        return Err(OAuthError::new("unauthorized_client", "Public clients cannot use client_credentials."));
+    }
+    let requested = params.get("scope").ok().flatten().unwrap_or_default();
+    let mut scope = Vec::new();
+    for s in requested.split(' ').filter(|s| !s.is_empty()) {
+        if s == "openid" || !client.scopes.iter().any(|c| c == s) {
+            return Err(OAuthError::new("invalid_scope", format!("The client may not request `{s}`.")));
+        }
+        if !scope.contains(&s) {
+            scope.push(s);
+        }
+    }
+    let now = state.now();
+    let grant = Grant {
+        id: new_id(),
+        client_id: client.id.clone(),
+        user_id: None,
+        session_id: None,
+        code_hash: None,
+        scope: scope.join(" "),
+        acr: None,
+        amr: "[]".into(),
+        auth_time: None,
+        acr_expires_at: None,
+        created_at: now,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let resource = params.get("resource").ok().flatten();
+    issue(state, client, grant, None, resource, false, true, now).await
 }

@@ -105,5 +105,9 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> Result<Map<St
     if state.now() >= exp {
         return Err(invalid_token("The access token has expired."));
     }
+    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if !state.read(move |conn| ladder_store::grants::access_token_is_live(conn, &jti)).await? {
+        return Err(invalid_token("The access token has been revoked."));
+    }
     Ok(claims)
 }

@@ -1,0 +1,62 @@
+//! Token revocation (RFC 7009). A refresh token revokes its whole grant; an access token just
+//! itself. Only the client a token was issued to can revoke it; any other token — unknown, already
+//! revoked, or another client's — is answered 200 all the same (§2.2), revealing nothing.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use ladder_store::grants;
+use serde_json::{Value, json};
+
+use crate::audit::{self, Subject};
+use crate::browser::ClientInfo;
+use crate::client_auth;
+use crate::crypto::sha256_hex;
+use crate::endpoints::token::form_params;
+use crate::errors::OAuthError;
+use crate::state::AppState;
+
+#[tracing::instrument(name = "revoke", skip_all)]
+pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body)?;
+    let client = client_auth::authenticate(&state, &req, &params).await?;
+    let token = params
+        .get("token")
+        .ok()
+        .flatten()
+        .ok_or_else(|| OAuthError::invalid_request("The token parameter is missing."))?
+        .to_owned();
+    let now = state.now();
+    let info = ClientInfo::from_request(&req);
+
+    // An access token we signed (expired ones too: revoking them is harmless).
+    let keys = state.keys.get().await;
+    let jti = keys
+        .verify(&token)
+        .ok()
+        .filter(|(_, c)| c.get("client_id").and_then(Value::as_str) == Some(client.id.as_str()))
+        .and_then(|(_, c)| c.get("jti").and_then(Value::as_str).map(str::to_owned));
+    let (hash, client_id) = (sha256_hex(&token), client.id.clone());
+    state
+        .write(move |conn| {
+            if let Some(jti) = jti {
+                return grants::revoke_access_token(conn, &jti, now);
+            }
+            let Some(rt) = grants::find_refresh_token(conn, &hash)? else { return Ok(()) };
+            let Some(grant) = grants::find_grant(conn, &rt.grant_id)?.filter(|g| g.client_id == client_id) else {
+                return Ok(());
+            };
+            if grants::revoke_grant(conn, &grant.id, "revoked_by_client", now)? {
+                audit::record(
+                    conn,
+                    now,
+                    "token",
+                    "revoked",
+                    Subject { user_id: grant.user_id.as_deref(), session_id: grant.session_id.as_deref(), client_id: Some(&client_id) },
+                    &info,
+                    json!({ "grant": grant.id, "reason": "revoked_by_client" }),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).finish())
+}

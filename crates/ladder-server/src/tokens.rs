@@ -1,0 +1,135 @@
+//! Minting tokens: JWT access tokens (RFC 9068, ES256), ID tokens (OIDC Core §2, RS256) and opaque
+//! refresh tokens, all from one grant (the token family). Everything minted is recorded so it can
+//! be revoked and introspected.
+
+use ladder_store::clients::Client;
+use ladder_store::grants::{self, Grant};
+use ladder_store::{Conn, StoreError};
+use serde_json::{Map, Value, json};
+
+use crate::crypto::{random_token, sha256_hex};
+use crate::errors::{AppError, OAuthError};
+use crate::signing::{Alg, KeySet};
+use crate::state::AppState;
+
+/// What a token response carries.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub access_token: String,
+    pub jti: String,
+    pub access_expires_at: i64,
+    pub id_token: Option<String>,
+}
+
+fn amr(grant: &Grant) -> Value {
+    serde_json::from_str(&grant.amr).unwrap_or_else(|_| json!([]))
+}
+
+/// The access token's lifetime: the configured one, capped where the claimed level lapses
+/// (elevation decays). None when the level has already lapsed.
+pub fn access_expiry(state: &AppState, grant: &Grant, now: i64) -> Option<i64> {
+    let exp = now + state.settings.tokens.access_token_ttl_secs;
+    let exp = grant.acr_expires_at.map_or(exp, |lapse| lapse.min(exp));
+    (exp > now).then_some(exp)
+}
+
+/// The audience of access tokens for this client: its configured resource, else Ladder's userinfo.
+pub fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> String {
+    resource
+        .map(str::to_owned)
+        .or_else(|| client.settings.audience.clone())
+        .unwrap_or_else(|| format!("{}/userinfo", state.issuer))
+}
+
+pub fn mint_access_token(
+    state: &AppState,
+    keys: &KeySet,
+    grant: &Grant,
+    scope: &str,
+    aud: &str,
+    exp: i64,
+    now: i64,
+) -> Result<(String, String), AppError> {
+    let jti = random_token(16);
+    let mut c = Map::new();
+    c.insert("iss".into(), json!(state.issuer));
+    c.insert("sub".into(), json!(grant.user_id.clone().unwrap_or_else(|| grant.client_id.clone())));
+    c.insert("aud".into(), json!(aud));
+    c.insert("client_id".into(), json!(grant.client_id));
+    c.insert("iat".into(), json!(now));
+    c.insert("exp".into(), json!(exp));
+    c.insert("jti".into(), json!(jti));
+    c.insert("scope".into(), json!(scope));
+    if let Some(acr) = &grant.acr {
+        c.insert("acr".into(), json!(acr));
+        c.insert("amr".into(), amr(grant));
+    }
+    if let Some(t) = grant.auth_time {
+        c.insert("auth_time".into(), json!(t));
+    }
+    if let Some(sid) = &grant.session_id {
+        c.insert("sid".into(), json!(sid));
+    }
+    Ok((keys.sign(Alg::ES256, "at+jwt", c)?, jti))
+}
+
+pub fn mint_id_token(
+    state: &AppState,
+    keys: &KeySet,
+    grant: &Grant,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<Option<String>, AppError> {
+    let (Some(user_id), Some(acr), Some(auth_time)) = (&grant.user_id, &grant.acr, grant.auth_time) else {
+        return Ok(None);
+    };
+    let mut c = Map::new();
+    c.insert("iss".into(), json!(state.issuer));
+    c.insert("sub".into(), json!(user_id));
+    c.insert("aud".into(), json!(grant.client_id));
+    c.insert("azp".into(), json!(grant.client_id));
+    c.insert("iat".into(), json!(now));
+    c.insert("exp".into(), json!(now + state.settings.tokens.id_token_ttl_secs));
+    c.insert("auth_time".into(), json!(auth_time));
+    c.insert("acr".into(), json!(acr));
+    c.insert("amr".into(), amr(grant));
+    if let Some(sid) = &grant.session_id {
+        c.insert("sid".into(), json!(sid));
+    }
+    if let Some(nonce) = nonce {
+        c.insert("nonce".into(), json!(nonce));
+    }
+    Ok(Some(keys.sign(Alg::RS256, "JWT", c)?))
+}
+
+/// A new refresh token for the grant; returns the token (only its hash is stored).
+pub fn new_refresh_token(conn: &mut Conn, grant_id: &str, ttl: i64, now: i64) -> Result<String, StoreError> {
+    let token = random_token(32);
+    grants::insert_refresh_token(conn, &sha256_hex(&token), grant_id, now, now + ttl)?;
+    Ok(token)
+}
+
+/// The token endpoint's success response (RFC 6749 §5.1), never cached.
+pub fn response(minted: &Minted, refresh_token: Option<&str>, scope: &str, now: i64) -> actix_web::HttpResponse {
+    let mut body = json!({
+        "access_token": minted.access_token,
+        "token_type": "Bearer",
+        "expires_in": minted.access_expires_at - now,
+        "scope": scope,
+    });
+    if let Some(id) = &minted.id_token {
+        body["id_token"] = json!(id);
+    }
+    if let Some(rt) = refresh_token {
+        body["refresh_token"] = json!(rt);
+    }
+    actix_web::HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .insert_header((actix_web::http::header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+/// Refuses grants whose level lapsed: a refresh never raises, nor silently keeps, a lapsed acr.
+pub fn lapsed() -> OAuthError {
+    OAuthError::invalid_grant("The authentication level of this grant has lapsed; sign in again.")
+}

@@ -1,0 +1,139 @@
+//! Grants (token families), their refresh tokens and issued access tokens. Revoking a grant
+//! revokes everything descended from it.
+
+use diesel::prelude::*;
+
+use crate::schema::{access_tokens, grants, refresh_tokens};
+use crate::{Conn, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub code_hash: Option<String>,
+    pub scope: String,
+    pub acr: Option<String>,
+    /// JSON array.
+    pub amr: String,
+    pub auth_time: Option<i64>,
+    pub acr_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
+    diesel::insert_into(grants::table).values(grant).execute(conn)?;
+    Ok(())
+}
+
+pub fn find_grant(conn: &mut Conn, id: &str) -> Result<Option<Grant>, StoreError> {
+    Ok(grants::table.find(id).select(Grant::as_select()).first(conn).optional()?)
+}
+
+/// Revokes the grant and every token it issued; returns false if it was already revoked.
+pub fn revoke_grant(conn: &mut Conn, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+    let n = diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
+        .set((grants::revoked_at.eq(now), grants::revoked_reason.eq(reason)))
+        .execute(conn)?;
+    diesel::update(access_tokens::table.filter(access_tokens::grant_id.eq(id)).filter(access_tokens::revoked_at.is_null()))
+        .set(access_tokens::revoked_at.eq(now))
+        .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// The grants redeemed from a code (a replayed code revokes them).
+pub fn grants_for_code(conn: &mut Conn, code_hash: &str) -> Result<Vec<Grant>, StoreError> {
+    Ok(grants::table.filter(grants::code_hash.eq(code_hash)).select(Grant::as_select()).load(conn)?)
+}
+
+/// Live grants of a browser session (logout ends them).
+pub fn live_grants_for_session(conn: &mut Conn, session_id: &str) -> Result<Vec<Grant>, StoreError> {
+    Ok(grants::table
+        .filter(grants::session_id.eq(session_id))
+        .filter(grants::revoked_at.is_null())
+        .select(Grant::as_select())
+        .load(conn)?)
+}
+
+pub fn insert_refresh_token(conn: &mut Conn, token_hash: &str, grant_id: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(token_hash),
+            refresh_tokens::grant_id.eq(grant_id),
+            refresh_tokens::created_at.eq(now),
+            refresh_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+pub fn find_refresh_token(conn: &mut Conn, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+    Ok(refresh_tokens::table.find(token_hash).select(RefreshToken::as_select()).first(conn).optional()?)
+}
+
+/// Marks the token used, once (conditional UPDATE): true when this call rotated it.
+pub fn use_refresh_token(conn: &mut Conn, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::used_at.is_null()))
+        .set(refresh_tokens::used_at.eq(now))
+        .execute(conn)?
+        == 1)
+}
+
+pub fn insert_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
+    diesel::insert_into(access_tokens::table)
+        .values((
+            access_tokens::jti.eq(jti),
+            access_tokens::grant_id.eq(grant_id),
+            access_tokens::client_id.eq(client_id),
+            access_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = access_tokens)]
+pub struct AccessTokenRecord {
+    pub jti: String,
+    pub grant_id: Option<String>,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn find_access_token(conn: &mut Conn, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+    Ok(access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).first(conn).optional()?)
+}
+
+pub fn revoke_access_token(conn: &mut Conn, jti: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
+        .set(access_tokens::revoked_at.eq(now))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Whether an access token (by jti) may still be used: recorded, not revoked, grant live.
+pub fn access_token_is_live(conn: &mut Conn, jti: &str) -> Result<bool, StoreError> {
+    let Some(record) = find_access_token(conn, jti)? else { return Ok(false) };
+    if record.revoked_at.is_some() {
+        return Ok(false);
+    }
+    match record.grant_id {
+        Some(g) => Ok(find_grant(conn, &g)?.is_some_and(|g| g.revoked_at.is_none())),
+        None => Ok(true),
+    }
+}
