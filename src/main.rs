@@ -134,6 +134,27 @@ enum ClientCommand {
         /// Treat the client's acr request as essential: unmet means an error, never a lower acr.
         #[arg(long)]
         strict_acr: bool,
+        /// Token endpoint authentication: client_secret_basic (default), client_secret_post or private_key_jwt.
+        #[arg(long, value_name = "METHOD")]
+        auth_method: Option<String>,
+        /// For private_key_jwt: a file holding the client's public JWK set.
+        #[arg(long, value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
+        /// For private_key_jwt: where the client publishes its JWK set.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        /// Grant types (repeat): authorization_code, refresh_token, client_credentials.
+        #[arg(long = "grant-type", value_name = "GRANT")]
+        grant_types: Vec<String>,
+        /// Where the client may ask to be sent after logout (repeat).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Back-channel logout receiver (OpenID Connect Back-Channel Logout 1.0).
+        #[arg(long, value_name = "URI")]
+        backchannel_logout_uri: Option<String>,
+        /// The `aud` of its access tokens (the API it calls), instead of Ladder's userinfo.
+        #[arg(long, value_name = "AUD")]
+        audience: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -350,11 +371,41 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<()> {
 fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
     let db = open_db(&settings)?;
     match cmd {
-        ClientCommand::Add { name, redirect_uris, public, scopes, default_acr, min_acr, strict_acr, json } => {
+        ClientCommand::Add {
+            name,
+            redirect_uris,
+            public,
+            scopes,
+            default_acr,
+            min_acr,
+            strict_acr,
+            auth_method,
+            jwks_file,
+            jwks_uri,
+            grant_types,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            audience,
+            json,
+        } => {
             let mut new = NewClient::new(&name, redirect_uris, public, scopes);
             new.default_acr_values = default_acr.iter().flat_map(|v| v.split_whitespace()).map(str::to_owned).collect();
             new.min_acr = min_acr;
             new.strict_acr = strict_acr;
+            let s = &mut new.settings;
+            if let Some(m) = auth_method {
+                s.token_endpoint_auth_method = m;
+            }
+            if let Some(path) = jwks_file {
+                s.jwks = Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+            }
+            s.jwks_uri = jwks_uri;
+            if !grant_types.is_empty() {
+                s.grant_types = grant_types;
+            }
+            s.post_logout_redirect_uris = post_logout_redirect_uris;
+            s.backchannel_logout_uri = backchannel_logout_uri;
+            s.audience = audience;
             let (client, secret) = manage::add_client(&db, &settings.policy()?.levels, new, now())?;
             if json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));
@@ -365,7 +416,8 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
                         println!("client_secret: {s}");
                         println!("\nStore the secret now: Ladder keeps only its hash and cannot show it again.");
                     }
-                    None => println!("public client: no secret; it must use PKCE (S256)"),
+                    None if public => println!("public client: no secret; it must use PKCE (S256)"),
+                    None => println!("authenticates with private_key_jwt: no secret"),
                 }
             }
         }

@@ -281,6 +281,11 @@ pub fn input_value(html: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The `href` of the page's primary link-button (e.g. "Continue to …").
+pub fn primary_link(html: &str) -> String {
+    attr_after(html, "button button-primary", "href").expect("a primary link")
+}
+
 fn attr_after(html: &str, marker: &str, attr: &str) -> Option<String> {
     let at = html.find(marker)?;
     let tag_end = at + html[at..].find('>')?;

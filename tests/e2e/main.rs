@@ -4,8 +4,11 @@
 
 mod harness;
 
+mod lifecycle;
+
 mod authorize_errors;
 mod cli;
+mod guard;
 mod conformance;
 mod login;
 mod stepup;

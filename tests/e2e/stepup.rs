@@ -57,17 +57,9 @@ async fn enrol_from_page(app: &TestApp, browser: &Browser, html: &str) -> (Enrol
     let recovery_codes: Vec<String> =
         list.split("<code>").skip(1).map(|c| c.split("</code>").next().unwrap().to_owned()).collect();
     assert_eq!(recovery_codes.len(), 10);
-    let continue_url = attr_of_link(&page);
+    let continue_url = primary_link(&page);
     let query = browser.open(app, &app.url(&continue_url)).await.rp();
     (Enrolled { secret, recovery_codes }, query)
-}
-
-fn attr_of_link(html: &str) -> String {
-    let at = html.find("class=\"button button-primary\"").expect("a continue link");
-    let tag_start = html[..at].rfind("<a").unwrap();
-    let tag = &html[tag_start..at + html[at..].find('>').unwrap()];
-    let h = tag.find("href=\"").unwrap() + 6;
-    tag[h..h + tag[h..].find('"').unwrap()].to_owned()
 }
 
 /// alice signs in with her password, then enrols TOTP through a loa:2 step-up.
@@ -222,7 +214,7 @@ async fn recovery_code_works_once() {
     assert_eq!(resp.status(), StatusCode::OK);
     let page = resp.text().await.unwrap();
     assert!(page.contains("9 recovery codes left"), "{page}");
-    let query = browser.open(&app, &app.url(&attr_of_link(&page))).await.rp();
+    let query = browser.open(&app, &app.url(&primary_link(&page))).await.rp();
     let (id, _) = tokens(&app, &client, &query).await;
     assert_eq!(id["acr"], LOA2);
     assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]));

@@ -47,7 +47,11 @@ pub enum GuardError {
     InvalidToken(TokenRejection),
     /// RFC 9470 §3: the client should obtain a new token meeting `acr_values` / `max_age`.
     #[error("{description}")]
-    InsufficientUserAuthentication { description: &'static str, acr_values: Option<String>, max_age: Option<i64> },
+    InsufficientUserAuthentication {
+        description: &'static str,
+        acr_values: Option<String>,
+        max_age: Option<i64>,
+    },
     /// `scope` lists every scope the route requires, space-separated.
     #[error("The access token lacks a required scope.")]
     InsufficientScope { scope: String },
@@ -75,21 +79,33 @@ impl GuardError {
 
     /// The `WWW-Authenticate` value, when the refusal is a Bearer challenge.
     pub fn challenge(&self) -> Option<String> {
-        let base = || format!("Bearer error={}, error_description={}", quote(self.code()), quote(&self.to_string()));
+        let base = || {
+            format!(
+                "Bearer error={}, error_description={}",
+                quote(self.code()),
+                quote(&self.to_string())
+            )
+        };
         match self {
             GuardError::MissingToken => Some("Bearer".to_owned()),
             GuardError::InvalidRequest(_) | GuardError::InvalidToken(_) => Some(base()),
-            GuardError::InsufficientUserAuthentication { acr_values, max_age, .. } => {
+            GuardError::InsufficientUserAuthentication {
+                acr_values,
+                max_age,
+                ..
+            } => {
                 let mut value = base();
                 if let Some(acr) = acr_values {
                     value.push_str(&format!(", acr_values={}", quote(acr)));
                 }
                 if let Some(max_age) = max_age {
-                    value.push_str(&format!(", max_age={max_age}"));
+                    value.push_str(&format!(", max_age=\"{max_age}\""));
                 }
                 Some(value)
             }
-            GuardError::InsufficientScope { scope } => Some(format!("{}, scope={}", base(), quote(scope))),
+            GuardError::InsufficientScope { scope } => {
+                Some(format!("{}, scope={}", base(), quote(scope)))
+            }
             GuardError::KeysUnavailable | GuardError::NotConfigured => None,
         }
     }
@@ -153,7 +169,7 @@ mod tests {
                     acr_values: Some("urn:ladder:loa:2".into()),
                     max_age: Some(300),
                 },
-                r#"Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age=300"#,
+                r#"Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age="300""#,
             ),
             (
                 GuardError::InsufficientUserAuthentication {
@@ -161,10 +177,12 @@ mod tests {
                     acr_values: None,
                     max_age: Some(0),
                 },
-                r#"Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required.", max_age=0"#,
+                r#"Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required.", max_age="0""#,
             ),
             (
-                GuardError::InsufficientScope { scope: "payments:write admin".into() },
+                GuardError::InsufficientScope {
+                    scope: "payments:write admin".into(),
+                },
                 r#"Bearer error="insufficient_scope", error_description="The access token lacks a required scope.", scope="payments:write admin""#,
             ),
         ];

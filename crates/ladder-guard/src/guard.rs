@@ -64,7 +64,10 @@ pub enum DiscoveryError {
     Status { url: String, status: u16 },
     /// OpenID Connect Discovery §4.3: the document must name exactly the issuer we asked about.
     #[error("discovery names issuer {found:?}, expected {expected:?}")]
-    IssuerMismatch { expected: String, found: Option<String> },
+    IssuerMismatch {
+        expected: String,
+        found: Option<String>,
+    },
     #[error("discovery document has no jwks_uri")]
     MissingJwksUri,
 }
@@ -127,11 +130,17 @@ impl GuardBuilder {
 
     pub fn build(self) -> Guard {
         let http = self.client();
-        let jwks_uri =
-            self.jwks_uri.unwrap_or_else(|| format!("{}/jwks.json", self.issuer.trim_end_matches('/')));
+        let jwks_uri = self
+            .jwks_uri
+            .unwrap_or_else(|| format!("{}/jwks.json", self.issuer.trim_end_matches('/')));
         Guard {
             inner: Arc::new(Inner {
-                keys: KeyCache::new(jwks_uri, http, self.jwks_max_age, self.jwks_refetch_cooldown),
+                keys: KeyCache::new(
+                    jwks_uri,
+                    http,
+                    self.jwks_max_age,
+                    self.jwks_refetch_cooldown,
+                ),
                 issuer: self.issuer,
                 audience: self.audience,
                 levels: self.levels,
@@ -143,11 +152,20 @@ impl GuardBuilder {
 
     /// Reads `{issuer}/.well-known/openid-configuration` for the `jwks_uri`, then builds.
     pub async fn discover(mut self) -> Result<Guard, DiscoveryError> {
-        let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
-        let http_err = |source| DiscoveryError::Http { url: url.clone(), source };
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let http_err = |source| DiscoveryError::Http {
+            url: url.clone(),
+            source,
+        };
         let response = self.client().get(&url).send().await.map_err(http_err)?;
         if !response.status().is_success() {
-            return Err(DiscoveryError::Status { url, status: response.status().as_u16() });
+            return Err(DiscoveryError::Status {
+                url,
+                status: response.status().as_u16(),
+            });
         }
         let doc: Value = response.json().await.map_err(http_err)?;
         let found = doc.get("issuer").and_then(Value::as_str);
@@ -157,7 +175,10 @@ impl GuardBuilder {
                 found: found.map(str::to_owned),
             });
         }
-        let jwks_uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or(DiscoveryError::MissingJwksUri)?;
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or(DiscoveryError::MissingJwksUri)?;
         self.jwks_uri = Some(jwks_uri.to_owned());
         Ok(self.build())
     }
@@ -239,7 +260,9 @@ impl Guard {
         let invalid = GuardError::InvalidToken;
         let header = jwt::decode_header(token).map_err(|_| invalid(TokenRejection::Malformed))?;
         let text = |name| header.claim(name).and_then(Value::as_str);
-        let alg = text("alg").and_then(Alg::parse).ok_or(invalid(TokenRejection::UnsupportedAlgorithm))?;
+        let alg = text("alg")
+            .and_then(Alg::parse)
+            .ok_or(invalid(TokenRejection::UnsupportedAlgorithm))?;
         // Checked before any key lookup so an ID token never costs a JWKS fetch.
         if !token::is_access_token_type(text("typ")) {
             return Err(invalid(TokenRejection::WrongType));
@@ -259,12 +282,20 @@ impl Guard {
     }
 
     /// Checks a verified token against a requirement, at the guard's current time.
-    pub fn authorize(&self, token: &VerifiedToken, requirement: &Requirement) -> Result<(), GuardError> {
+    pub fn authorize(
+        &self,
+        token: &VerifiedToken,
+        requirement: &Requirement,
+    ) -> Result<(), GuardError> {
         requirement.evaluate(token, &self.inner.levels, self.now(), self.inner.leeway)
     }
 
     /// Reads the bearer token from `req`, verifies it and checks `requirement`.
-    pub async fn check(&self, req: &HttpRequest, requirement: &Requirement) -> Result<VerifiedToken, GuardError> {
+    pub async fn check(
+        &self,
+        req: &HttpRequest,
+        requirement: &Requirement,
+    ) -> Result<VerifiedToken, GuardError> {
         let token = self.verify(bearer_token(req)?).await?;
         self.authorize(&token, requirement)?;
         Ok(token)
@@ -278,7 +309,9 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, GuardError> {
         return Err(GuardError::MissingToken);
     };
     if values.next().is_some() {
-        return Err(GuardError::InvalidRequest("Only one Authorization header is allowed."));
+        return Err(GuardError::InvalidRequest(
+            "Only one Authorization header is allowed.",
+        ));
     }
     let value = value
         .to_str()
@@ -290,7 +323,9 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, GuardError> {
     }
     let token = rest.trim();
     if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(GuardError::InvalidRequest("The Authorization header must be `Bearer <token>`."));
+        return Err(GuardError::InvalidRequest(
+            "The Authorization header must be `Bearer <token>`.",
+        ));
     }
     Ok(token)
 }
@@ -313,10 +348,22 @@ mod tests {
         assert_eq!(parse(&["Bearer abc.def.ghi"]), Ok("abc.def.ghi".to_owned()));
         assert_eq!(parse(&["bearer   abc "]), Ok("abc".to_owned()));
         assert_eq!(parse(&[]), Err(GuardError::MissingToken));
-        assert_eq!(parse(&["Basic dXNlcjpwdw=="]), Err(GuardError::MissingToken));
-        assert!(matches!(parse(&["Bearer"]), Err(GuardError::InvalidRequest(_))));
-        assert!(matches!(parse(&["Bearer a b"]), Err(GuardError::InvalidRequest(_))));
-        assert!(matches!(parse(&["Bearer a", "Bearer b"]), Err(GuardError::InvalidRequest(_))));
+        assert_eq!(
+            parse(&["Basic dXNlcjpwdw=="]),
+            Err(GuardError::MissingToken)
+        );
+        assert!(matches!(
+            parse(&["Bearer"]),
+            Err(GuardError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            parse(&["Bearer a b"]),
+            Err(GuardError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            parse(&["Bearer a", "Bearer b"]),
+            Err(GuardError::InvalidRequest(_))
+        ));
     }
 
     #[test]

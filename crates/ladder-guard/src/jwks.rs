@@ -59,7 +59,10 @@ struct Snapshot {
 
 impl Snapshot {
     fn find(&self, kid: &str, alg: Alg) -> Option<Arc<dyn JwsVerifier>> {
-        self.keys.iter().find(|k| k.kid == kid && k.alg == alg).map(|k| Arc::clone(&k.verifier))
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid && k.alg == alg)
+            .map(|k| Arc::clone(&k.verifier))
     }
 }
 
@@ -80,7 +83,12 @@ pub(crate) struct KeyCache {
 }
 
 impl KeyCache {
-    pub(crate) fn new(uri: String, http: reqwest::Client, max_age: Duration, cooldown: Duration) -> KeyCache {
+    pub(crate) fn new(
+        uri: String,
+        http: reqwest::Client,
+        max_age: Duration,
+        cooldown: Duration,
+    ) -> KeyCache {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         KeyCache {
             uri,
@@ -117,7 +125,12 @@ impl KeyCache {
     }
 
     /// The verifier for `kid`/`alg`, fetching the JWKS first if needed and allowed.
-    pub(crate) async fn verifier(&self, kid: &str, alg: Alg, now: i64) -> Result<Arc<dyn JwsVerifier>, GuardError> {
+    pub(crate) async fn verifier(
+        &self,
+        kid: &str,
+        alg: Alg,
+        now: i64,
+    ) -> Result<Arc<dyn JwsVerifier>, GuardError> {
         let mut snap = self.current();
         if self.wants_fetch(&snap, kid, alg, now) {
             let _fetching = self.fetching.lock().await;
@@ -125,7 +138,12 @@ impl KeyCache {
             snap = self.current();
             if self.wants_fetch(&snap, kid, alg, now) {
                 let next = match self.fetch().await {
-                    Ok(keys) => Snapshot { keys: Arc::new(keys), fetched_at: Some(now), attempted_at: Some(now), last_fetch_failed: false },
+                    Ok(keys) => Snapshot {
+                        keys: Arc::new(keys),
+                        fetched_at: Some(now),
+                        attempted_at: Some(now),
+                        last_fetch_failed: false,
+                    },
                     // Keep serving the keys we had: an outage of the issuer should not take
                     // down every API that trusts it.
                     Err(()) => Snapshot {
@@ -141,7 +159,9 @@ impl KeyCache {
         }
         match snap.find(kid, alg) {
             Some(verifier) => Ok(verifier),
-            None if snap.last_fetch_failed || snap.fetched_at.is_none() => Err(GuardError::KeysUnavailable),
+            None if snap.last_fetch_failed || snap.fetched_at.is_none() => {
+                Err(GuardError::KeysUnavailable)
+            }
             None => Err(GuardError::InvalidToken(TokenRejection::UnknownKey)),
         }
     }
@@ -169,7 +189,11 @@ impl KeyCache {
                     Err(_) => continue,
                 },
             };
-            keys.push(Key { kid: kid.to_owned(), alg, verifier });
+            keys.push(Key {
+                kid: kid.to_owned(),
+                alg,
+                verifier,
+            });
         }
         Ok(keys)
     }

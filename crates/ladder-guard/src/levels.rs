@@ -83,7 +83,11 @@ mod tests {
             (Some(LOA3), "urn:other:gold", false),
         ];
         for (presented, required, expected) in cases {
-            assert_eq!(levels.satisfies(presented, required), expected, "{presented:?} vs {required}");
+            assert_eq!(
+                levels.satisfies(presented, required),
+                expected,
+                "{presented:?} vs {required}"
+            );
         }
     }
 

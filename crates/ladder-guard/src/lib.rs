@@ -8,7 +8,7 @@
 //! - no, invalid or expired token: `401`, `WWW-Authenticate: Bearer error="invalid_token", …`
 //!   (RFC 6750 §3.1; a bare `Bearer` challenge when no token was sent);
 //! - level too low or authentication too old: `401`, `WWW-Authenticate: Bearer
-//!   error="insufficient_user_authentication", error_description="…", acr_values="…", max_age=…`
+//!   error="insufficient_user_authentication", error_description="…", acr_values="…", max_age="…"` (quoted, as in the RFC's examples)
 //!   (RFC 9470 §3), telling the client what to ask Ladder for in its next authorization request;
 //! - missing scope: `403`, `Bearer error="insufficient_scope", error_description="…", scope="…"`.
 //!
@@ -60,7 +60,7 @@
 //!
 //! ```text
 //! HTTP/1.1 401 Unauthorized
-//! WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age=300
+//! WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age="300"
 //! ```
 //!
 //! and the client starts a new authorization request with `acr_values=urn:ladder:loa:2` and

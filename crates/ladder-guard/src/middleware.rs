@@ -19,7 +19,10 @@ impl Guard {
     /// Middleware that refuses requests not meeting `requirement` and stores the
     /// [`VerifiedToken`] for the handler to extract.
     pub fn require(&self, requirement: Requirement) -> RequireAuth {
-        RequireAuth { guard: self.clone(), requirement: Arc::new(requirement) }
+        RequireAuth {
+            guard: self.clone(),
+            requirement: Arc::new(requirement),
+        }
     }
 }
 
@@ -76,7 +79,10 @@ where
             match guard.check(req.request(), &requirement).await {
                 Ok(token) => {
                     req.extensions_mut().insert(token);
-                    service.call(req).await.map(ServiceResponse::map_into_left_body)
+                    service
+                        .call(req)
+                        .await
+                        .map(ServiceResponse::map_into_left_body)
                 }
                 // Answered here rather than as an Err so outer middleware sees a normal response.
                 Err(refusal) => Ok(req.error_response(refusal).map_into_right_body()),
@@ -97,10 +103,10 @@ impl FromRequest for VerifiedToken {
             let token = token.clone();
             return Box::pin(async move { Ok(token) });
         }
-        let guard = req
-            .app_data::<Guard>()
-            .cloned()
-            .or_else(|| req.app_data::<web::Data<Guard>>().map(|g| g.get_ref().clone()));
+        let guard = req.app_data::<Guard>().cloned().or_else(|| {
+            req.app_data::<web::Data<Guard>>()
+                .map(|g| g.get_ref().clone())
+        });
         let req = req.clone();
         Box::pin(async move {
             let guard = guard.ok_or(GuardError::NotConfigured)?;

@@ -29,7 +29,10 @@ impl Requirement {
 
     /// At least the level `acr`.
     pub fn acr(acr: impl Into<String>) -> Requirement {
-        Requirement { acr: Some(acr.into()), ..Requirement::default() }
+        Requirement {
+            acr: Some(acr.into()),
+            ..Requirement::default()
+        }
     }
 
     /// The user must have actively authenticated within the last `secs` seconds.
@@ -67,14 +70,21 @@ impl Requirement {
         now: i64,
         leeway: i64,
     ) -> Result<(), GuardError> {
-        let level_met = self.acr.as_deref().is_none_or(|need| levels.satisfies(token.acr(), need));
+        let level_met = self
+            .acr
+            .as_deref()
+            .is_none_or(|need| levels.satisfies(token.acr(), need));
         // Leeway absorbs clock skew between Ladder, which stamped auth_time, and this server.
         let fresh = self.max_age.is_none_or(|max| {
-            token.auth_time().is_some_and(|at| now.saturating_sub(at) <= max.max(0).saturating_add(leeway))
+            token
+                .auth_time()
+                .is_some_and(|at| now.saturating_sub(at) <= max.max(0).saturating_add(leeway))
         });
         if !level_met || !fresh {
             let description = match (level_met, fresh) {
-                (false, false) => "A higher level of authentication, performed more recently, is required.",
+                (false, false) => {
+                    "A higher level of authentication, performed more recently, is required."
+                }
                 (false, true) => "A higher level of authentication is required.",
                 _ => "A more recent authentication is required.",
             };
@@ -85,7 +95,9 @@ impl Requirement {
             });
         }
         if self.scopes.iter().any(|s| !token.has_scope(s)) {
-            return Err(GuardError::InsufficientScope { scope: self.scopes.join(" ") });
+            return Err(GuardError::InsufficientScope {
+                scope: self.scopes.join(" "),
+            });
         }
         Ok(())
     }

@@ -74,7 +74,9 @@ impl VerifiedToken {
 
 /// RFC 9068 §4: `typ` must name a JWT access token, so an ID token signed by the same keys is refused.
 pub(crate) fn is_access_token_type(typ: Option<&str>) -> bool {
-    typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    })
 }
 
 /// What the claims must match.
@@ -86,12 +88,19 @@ pub(crate) struct Expectations<'a> {
 }
 
 /// NumericDate allows fractions (RFC 7519 §2); whole seconds are all that matter here.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenRejection> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, TokenRejection> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.floor() as i64)
+            })
             .map(Some)
             .ok_or(TokenRejection::InvalidClaim(name)),
     }
@@ -101,7 +110,10 @@ fn required_date(claims: &Map<String, Value>, name: &'static str) -> Result<i64,
     numeric_date(claims, name)?.ok_or(TokenRejection::MissingClaim(name))
 }
 
-fn required_string(claims: &Map<String, Value>, name: &'static str) -> Result<String, TokenRejection> {
+fn required_string(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<String, TokenRejection> {
     match claims.get(name) {
         None | Some(Value::Null) => Err(TokenRejection::MissingClaim(name)),
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -122,7 +134,12 @@ pub(crate) fn validate_claims(
     claims: Map<String, Value>,
     expect: &Expectations<'_>,
 ) -> Result<VerifiedToken, TokenRejection> {
-    let Expectations { issuer, audience, now, leeway } = *expect;
+    let Expectations {
+        issuer,
+        audience,
+        now,
+        leeway,
+    } = *expect;
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(TokenRejection::WrongIssuer);
     }
@@ -167,7 +184,18 @@ pub(crate) fn validate_claims(
             .ok_or(TokenRejection::InvalidClaim("amr"))?,
         Some(_) => return Err(TokenRejection::InvalidClaim("amr")),
     };
-    Ok(VerifiedToken { sub, client_id, scope, acr, amr, auth_time, exp, iat, jti, claims })
+    Ok(VerifiedToken {
+        sub,
+        client_id,
+        scope,
+        acr,
+        amr,
+        auth_time,
+        exp,
+        iat,
+        jti,
+        claims,
+    })
 }
 
 #[cfg(test)]
@@ -180,8 +208,12 @@ mod tests {
     use crate::requirement::Requirement;
 
     const NOW: i64 = 1_800_000_000;
-    const EXPECT: Expectations<'static> =
-        Expectations { issuer: "https://id.example", audience: "https://api.example", now: NOW, leeway: 30 };
+    const EXPECT: Expectations<'static> = Expectations {
+        issuer: "https://id.example",
+        audience: "https://api.example",
+        now: NOW,
+        leeway: 30,
+    };
 
     fn claims(extra: Value) -> Map<String, Value> {
         let mut base = json!({
@@ -189,7 +221,9 @@ mod tests {
             "jti": "j1", "iat": NOW - 10, "exp": NOW + 300, "scope": "openid payments:write",
             "acr": LOA2, "amr": ["pwd", "otp"], "auth_time": NOW - 60,
         });
-        let (Value::Object(base_map), Value::Object(extra)) = (&mut base, extra) else { unreachable!() };
+        let (Value::Object(base_map), Value::Object(extra)) = (&mut base, extra) else {
+            unreachable!()
+        };
         base_map.extend(extra);
         base_map.clone()
     }
@@ -209,21 +243,37 @@ mod tests {
     #[test]
     fn claim_problems_are_named() {
         let cases = [
-            (json!({"iss": "https://evil.example"}), TokenRejection::WrongIssuer),
-            (json!({"aud": "https://other.example"}), TokenRejection::WrongAudience),
+            (
+                json!({"iss": "https://evil.example"}),
+                TokenRejection::WrongIssuer,
+            ),
+            (
+                json!({"aud": "https://other.example"}),
+                TokenRejection::WrongAudience,
+            ),
             (json!({"aud": ["a", "b"]}), TokenRejection::WrongAudience),
             (json!({"exp": NOW - 31}), TokenRejection::Expired),
             (json!({"exp": null}), TokenRejection::MissingClaim("exp")),
             (json!({"nbf": NOW + 31}), TokenRejection::NotYetValid),
             (json!({"iat": NOW + 31}), TokenRejection::NotYetValid),
-            (json!({"auth_time": NOW + 31}), TokenRejection::InvalidClaim("auth_time")),
+            (
+                json!({"auth_time": NOW + 31}),
+                TokenRejection::InvalidClaim("auth_time"),
+            ),
             (json!({"sub": null}), TokenRejection::MissingClaim("sub")),
-            (json!({"client_id": 7}), TokenRejection::InvalidClaim("client_id")),
+            (
+                json!({"client_id": 7}),
+                TokenRejection::InvalidClaim("client_id"),
+            ),
             (json!({"amr": "pwd"}), TokenRejection::InvalidClaim("amr")),
         ];
         for (extra, expected) in cases {
             let label = extra.to_string();
-            assert_eq!(validate_claims(claims(extra), &EXPECT).unwrap_err(), expected, "{label}");
+            assert_eq!(
+                validate_claims(claims(extra), &EXPECT).unwrap_err(),
+                expected,
+                "{label}"
+            );
         }
     }
 
@@ -254,8 +304,11 @@ mod tests {
         // Within max_age + leeway.
         assert!(evaluate(json!({"auth_time": NOW - 330}), &loa2_fresh).is_ok());
 
-        let Err(GuardError::InsufficientUserAuthentication { acr_values, max_age, description }) =
-            evaluate(json!({"acr": LOA1}), &loa2_fresh)
+        let Err(GuardError::InsufficientUserAuthentication {
+            acr_values,
+            max_age,
+            description,
+        }) = evaluate(json!({"acr": LOA1}), &loa2_fresh)
         else {
             panic!("loa:1 must not meet loa:2");
         };
@@ -271,7 +324,11 @@ mod tests {
 
         assert!(matches!(
             evaluate(json!({"auth_time": null}), &Requirement::any().max_age(300)),
-            Err(GuardError::InsufficientUserAuthentication { acr_values: None, max_age: Some(300), .. })
+            Err(GuardError::InsufficientUserAuthentication {
+                acr_values: None,
+                max_age: Some(300),
+                ..
+            })
         ));
         assert!(matches!(
             evaluate(json!({"acr": LOA1}), &Requirement::acr(LOA2).scope("admin")),

@@ -2,7 +2,7 @@
 //! on 127.0.0.1:0, driven by reqwest. Each test starts its own pair and owns its clock.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -27,12 +27,22 @@ struct TestKey {
 impl TestKey {
     fn es256(kid: &str) -> TestKey {
         let pair = ES256.generate_key_pair().unwrap();
-        TestKey::finish(kid, "ES256", pair.to_jwk_private_key(), pair.to_jwk_public_key())
+        TestKey::finish(
+            kid,
+            "ES256",
+            pair.to_jwk_private_key(),
+            pair.to_jwk_public_key(),
+        )
     }
 
-    fn rs256(kid: &str) -> TestKey {
-        let pair = RS256.generate_key_pair(2048).unwrap();
-        TestKey::finish(kid, "RS256", pair.to_jwk_private_key(), pair.to_jwk_public_key())
+    /// RSA generation is slow and random in duration, so every test shares one key.
+    fn rs256() -> TestKey {
+        static PAIR: OnceLock<(Jwk, Jwk)> = OnceLock::new();
+        let (private, public) = PAIR.get_or_init(|| {
+            let pair = RS256.generate_key_pair(2048).unwrap();
+            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
+        });
+        TestKey::finish("rs-1", "RS256", private.clone(), public.clone())
     }
 
     fn finish(kid: &str, alg: &'static str, mut private: Jwk, mut public: Jwk) -> TestKey {
@@ -41,7 +51,12 @@ impl TestKey {
             jwk.set_algorithm(alg);
             jwk.set_key_use("sig");
         }
-        TestKey { kid: kid.to_owned(), alg, private, public }
+        TestKey {
+            kid: kid.to_owned(),
+            alg,
+            private,
+            public,
+        }
     }
 
     fn sign_typed(&self, typ: &str, claims: Map<String, Value>) -> String {
@@ -50,8 +65,16 @@ impl TestKey {
         header.set_key_id(&self.kid);
         let payload = JwtPayload::from_map(claims).unwrap();
         match self.alg {
-            "ES256" => jwt::encode_with_signer(&payload, &header, &ES256.signer_from_jwk(&self.private).unwrap()),
-            _ => jwt::encode_with_signer(&payload, &header, &RS256.signer_from_jwk(&self.private).unwrap()),
+            "ES256" => jwt::encode_with_signer(
+                &payload,
+                &header,
+                &ES256.signer_from_jwk(&self.private).unwrap(),
+            ),
+            _ => jwt::encode_with_signer(
+                &payload,
+                &header,
+                &RS256.signer_from_jwk(&self.private).unwrap(),
+            ),
         }
         .unwrap()
     }
@@ -83,7 +106,9 @@ async fn serve_jwks(state: web::Data<IssuerState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable().finish();
     }
     let body = state.jwks.lock().unwrap().clone();
-    HttpResponse::Ok().content_type("application/json").body(body)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
 }
 
 async fn serve_discovery(state: web::Data<IssuerState>) -> HttpResponse {
@@ -92,7 +117,9 @@ async fn serve_discovery(state: web::Data<IssuerState>) -> HttpResponse {
 }
 
 /// The API under test: one route per way of using the guard.
-fn api_app(guard: Guard) -> App<
+fn api_app(
+    guard: Guard,
+) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
         Config = (),
@@ -107,8 +134,13 @@ fn api_app(guard: Guard) -> App<
             "amr": token.amr(), "scope": token.scope(), "auth_time": token.auth_time(),
         }))
     }
-    async fn statements(req: HttpRequest, guard: web::Data<Guard>) -> Result<HttpResponse, GuardError> {
-        let token = guard.check(&req, &Requirement::acr(LOA1).scope("statements:read")).await?;
+    async fn statements(
+        req: HttpRequest,
+        guard: web::Data<Guard>,
+    ) -> Result<HttpResponse, GuardError> {
+        let token = guard
+            .check(&req, &Requirement::acr(LOA1).scope("statements:read"))
+            .await?;
         Ok(HttpResponse::Ok().json(json!({ "sub": token.sub() })))
     }
     async fn me(token: VerifiedToken) -> HttpResponse {
@@ -148,7 +180,11 @@ impl Drop for World {
 /// Runs an app factory on 127.0.0.1:0 in this test's runtime; gives its base URL and handle.
 macro_rules! spawn {
     ($factory:expr) => {{
-        let server = HttpServer::new($factory).workers(1).disable_signals().bind(("127.0.0.1", 0)).unwrap();
+        let server = HttpServer::new($factory)
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .unwrap();
         let url = format!("http://{}", server.addrs()[0]);
         let server = server.run();
         let handle = server.handle();
@@ -163,8 +199,10 @@ impl World {
     }
 
     /// Starts the issuer, then the API with a guard customised by `configure`.
-    async fn start_with(configure: impl FnOnce(ladder_guard::GuardBuilder) -> ladder_guard::GuardBuilder) -> World {
-        let (es, rs) = (TestKey::es256("es-1"), TestKey::rs256("rs-1"));
+    async fn start_with(
+        configure: impl FnOnce(ladder_guard::GuardBuilder) -> ladder_guard::GuardBuilder,
+    ) -> World {
+        let (es, rs) = (TestKey::es256("es-1"), TestKey::rs256());
         let state = web::Data::new(IssuerState {
             issuer: Mutex::new(String::new()),
             jwks: Mutex::new(jwks(&[&es, &rs])),
@@ -177,13 +215,19 @@ impl World {
                 .app_data(issuer_state.clone())
                 .route("/jwks.json", web::get().to(serve_jwks))
                 .route("/keys", web::get().to(serve_jwks))
-                .route("/.well-known/openid-configuration", web::get().to(serve_discovery))
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(serve_discovery),
+                )
         });
         *state.issuer.lock().unwrap() = issuer.clone();
 
         let clock = Arc::new(AtomicI64::new(NOW));
         let tick = Arc::clone(&clock);
-        let guard = configure(Guard::builder(issuer.clone(), AUDIENCE).clock(move || tick.load(Ordering::SeqCst))).build();
+        let guard = configure(
+            Guard::builder(issuer.clone(), AUDIENCE).clock(move || tick.load(Ordering::SeqCst)),
+        )
+        .build();
         let (api, api_handle) = spawn!(move || api_app(guard.clone()));
         World {
             issuer,
@@ -211,7 +255,9 @@ impl World {
 
     fn claims_with(&self, changes: Value) -> Map<String, Value> {
         let mut claims = self.claims();
-        let Value::Object(changes) = changes else { unreachable!() };
+        let Value::Object(changes) = changes else {
+            unreachable!()
+        };
         claims.extend(changes);
         claims
     }
@@ -224,7 +270,12 @@ impl World {
         self.state.fetches.load(Ordering::SeqCst)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::Response {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self.http.request(method, format!("{}{path}", self.api));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -233,20 +284,35 @@ impl World {
     }
 
     async fn pay(&self, token: &str) -> reqwest::Response {
-        self.call(reqwest::Method::POST, "/payments", Some(token)).await
+        self.call(reqwest::Method::POST, "/payments", Some(token))
+            .await
     }
 }
 
 fn challenge(resp: &reqwest::Response) -> &str {
-    resp.headers().get("www-authenticate").expect("a WWW-Authenticate challenge").to_str().unwrap()
+    resp.headers()
+        .get("www-authenticate")
+        .expect("a WWW-Authenticate challenge")
+        .to_str()
+        .unwrap()
 }
 
-async fn assert_refused(resp: reqwest::Response, status: u16, expected_challenge: &str, error: &str) {
+async fn assert_refused(
+    resp: reqwest::Response,
+    status: u16,
+    expected_challenge: &str,
+    error: &str,
+) {
     assert_eq!(resp.status().as_u16(), status);
     assert_eq!(challenge(&resp), expected_challenge);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], error);
-    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
 }
 
 async fn assert_invalid_token(world: &World, token: &str, description: &str) {
@@ -272,18 +338,30 @@ async fn valid_loa2_token_is_accepted() {
 #[actix_web::test]
 async fn rs256_loa3_token_meets_a_loa2_route() {
     let world = World::start().await;
-    let resp = world.pay(&world.rs.sign(world.claims_with(json!({"acr": LOA3, "aud": ["other", AUDIENCE]})))).await;
+    let resp = world
+        .pay(
+            &world
+                .rs
+                .sign(world.claims_with(json!({"acr": LOA3, "aud": ["other", AUDIENCE]}))),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
 }
 
 #[actix_web::test]
 async fn loa1_token_on_loa2_route_gets_rfc9470_challenge() {
     let world = World::start().await;
-    let resp = world.pay(&world.es.sign(world.claims_with(json!({"acr": LOA1, "amr": ["pwd"]})))).await;
+    let resp = world
+        .pay(
+            &world
+                .es
+                .sign(world.claims_with(json!({"acr": LOA1, "amr": ["pwd"]}))),
+        )
+        .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(
         challenge(&resp),
-        r#"Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age=300"#
+        r#"Bearer error="insufficient_user_authentication", error_description="A higher level of authentication is required.", acr_values="urn:ladder:loa:2", max_age="300""#
     );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -298,11 +376,13 @@ async fn loa1_token_on_loa2_route_gets_rfc9470_challenge() {
 #[actix_web::test]
 async fn stale_auth_time_gets_max_age_challenge() {
     let world = World::start().await;
-    let stale = world.es.sign(world.claims_with(json!({"auth_time": NOW - 400})));
+    let stale = world
+        .es
+        .sign(world.claims_with(json!({"auth_time": NOW - 400})));
     assert_refused(
         world.pay(&stale).await,
         401,
-        r#"Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required.", acr_values="urn:ladder:loa:2", max_age=300"#,
+        r#"Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required.", acr_values="urn:ladder:loa:2", max_age="300""#,
         "insufficient_user_authentication",
     )
     .await;
@@ -311,13 +391,15 @@ async fn stale_auth_time_gets_max_age_challenge() {
 #[actix_web::test]
 async fn token_goes_stale_as_the_clock_moves() {
     let world = World::start().await;
-    let token = world.es.sign(world.claims_with(json!({"auth_time": NOW - 100})));
+    let token = world
+        .es
+        .sign(world.claims_with(json!({"auth_time": NOW - 100})));
     assert_eq!(world.pay(&token).await.status(), 200);
     // 100 + 231 s since authentication: past max_age 300 plus 30 s leeway, token still unexpired.
     world.advance(231);
     let resp = world.pay(&token).await;
     assert_eq!(resp.status(), 401);
-    assert!(challenge(&resp).ends_with(r#"acr_values="urn:ladder:loa:2", max_age=300"#));
+    assert!(challenge(&resp).ends_with(r#"acr_values="urn:ladder:loa:2", max_age="300""#));
 }
 
 #[actix_web::test]
@@ -330,22 +412,38 @@ async fn missing_token_gets_a_bare_bearer_challenge() {
 #[actix_web::test]
 async fn expired_token_is_invalid_token() {
     let world = World::start().await;
-    let token = world.es.sign(world.claims_with(json!({"iat": NOW - 700, "exp": NOW - 31})));
+    let token = world
+        .es
+        .sign(world.claims_with(json!({"iat": NOW - 700, "exp": NOW - 31})));
     assert_invalid_token(&world, &token, "The access token has expired.").await;
 }
 
 #[actix_web::test]
 async fn wrong_issuer_is_invalid_token() {
     let world = World::start().await;
-    let token = world.es.sign(world.claims_with(json!({"iss": "https://evil.example"})));
-    assert_invalid_token(&world, &token, "The access token was issued by someone else.").await;
+    let token = world
+        .es
+        .sign(world.claims_with(json!({"iss": "https://evil.example"})));
+    assert_invalid_token(
+        &world,
+        &token,
+        "The access token was issued by someone else.",
+    )
+    .await;
 }
 
 #[actix_web::test]
 async fn wrong_audience_is_invalid_token() {
     let world = World::start().await;
-    let token = world.es.sign(world.claims_with(json!({"aud": "https://other-api.example"})));
-    assert_invalid_token(&world, &token, "The access token is not intended for this resource.").await;
+    let token = world
+        .es
+        .sign(world.claims_with(json!({"aud": "https://other-api.example"})));
+    assert_invalid_token(
+        &world,
+        &token,
+        "The access token is not intended for this resource.",
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -360,7 +458,12 @@ async fn bad_signature_is_invalid_token() {
     let world = World::start().await;
     // Same kid and algorithm as a published key, different private key.
     let impostor = TestKey::es256(&world.es.kid);
-    assert_invalid_token(&world, &impostor.sign(world.claims()), "The access token signature is invalid.").await;
+    assert_invalid_token(
+        &world,
+        &impostor.sign(world.claims()),
+        "The access token signature is invalid.",
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -370,13 +473,21 @@ async fn unsigned_token_is_invalid_token() {
     let payload = genuine.split('.').nth(1).unwrap();
     // {"alg":"none","typ":"at+jwt","kid":"es-1"}
     let forged = format!("eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0Iiwia2lkIjoiZXMtMSJ9.{payload}.");
-    assert_invalid_token(&world, &forged, "The access token is signed with an unsupported algorithm.").await;
+    assert_invalid_token(
+        &world,
+        &forged,
+        "The access token is signed with an unsupported algorithm.",
+    )
+    .await;
 }
 
 #[actix_web::test]
 async fn unknown_kid_triggers_jwks_refetch() {
     let world = World::start().await;
-    assert_eq!(world.pay(&world.es.sign(world.claims())).await.status(), 200);
+    assert_eq!(
+        world.pay(&world.es.sign(world.claims())).await.status(),
+        200
+    );
     assert_eq!(world.fetches(), 1);
 
     // The issuer rotates: a new ES256 key is published beside the old one.
@@ -385,14 +496,22 @@ async fn unknown_kid_triggers_jwks_refetch() {
     let new_token = rotated.sign(world.claims());
 
     // Within the cooldown the JWKS is not refetched, whatever kid a token names.
-    assert_invalid_token(&world, &new_token, "The access token is signed with an unknown key.").await;
+    assert_invalid_token(
+        &world,
+        &new_token,
+        "The access token is signed with an unknown key.",
+    )
+    .await;
     assert_eq!(world.fetches(), 1);
 
     world.advance(11);
     assert_eq!(world.pay(&new_token).await.status(), 200);
     assert_eq!(world.fetches(), 2);
     // Old key still verifies, from the cache.
-    assert_eq!(world.pay(&world.es.sign(world.claims())).await.status(), 200);
+    assert_eq!(
+        world.pay(&world.es.sign(world.claims())).await.status(),
+        200
+    );
     assert_eq!(world.fetches(), 2);
 }
 
@@ -401,8 +520,12 @@ async fn invented_kids_cause_at_most_one_fetch_per_cooldown() {
     let world = World::start().await;
     for n in 0..5 {
         let stranger = TestKey::es256(&format!("made-up-{n}"));
-        assert_invalid_token(&world, &stranger.sign(world.claims()), "The access token is signed with an unknown key.")
-            .await;
+        assert_invalid_token(
+            &world,
+            &stranger.sign(world.claims()),
+            "The access token is signed with an unknown key.",
+        )
+        .await;
     }
     assert_eq!(world.fetches(), 1);
 }
@@ -413,11 +536,15 @@ async fn jwks_is_refetched_after_max_age() {
     let token = world.es.sign(world.claims_with(json!({"exp": NOW + 3600})));
     assert_eq!(world.pay(&token).await.status(), 200);
     world.advance(200);
-    let fresh = world.es.sign(world.claims_with(json!({"iat": NOW + 200, "auth_time": NOW + 190, "exp": NOW + 3600})));
+    let fresh = world.es.sign(
+        world.claims_with(json!({"iat": NOW + 200, "auth_time": NOW + 190, "exp": NOW + 3600})),
+    );
     assert_eq!(world.pay(&fresh).await.status(), 200);
     assert_eq!(world.fetches(), 1);
     world.advance(100);
-    let later = world.es.sign(world.claims_with(json!({"iat": NOW + 300, "auth_time": NOW + 290, "exp": NOW + 3600})));
+    let later = world.es.sign(
+        world.claims_with(json!({"iat": NOW + 300, "auth_time": NOW + 290, "exp": NOW + 3600})),
+    );
     assert_eq!(world.pay(&later).await.status(), 200);
     assert_eq!(world.fetches(), 2);
 }
@@ -425,15 +552,25 @@ async fn jwks_is_refetched_after_max_age() {
 #[actix_web::test]
 async fn issuer_outage_keeps_known_keys_and_reports_unknown_ones_as_unavailable() {
     let world = World::start().await;
-    assert_eq!(world.pay(&world.es.sign(world.claims())).await.status(), 200);
+    assert_eq!(
+        world.pay(&world.es.sign(world.claims())).await.status(),
+        200
+    );
     world.state.down.store(true, Ordering::SeqCst);
     world.advance(301);
-    let token = world.es.sign(world.claims_with(json!({"iat": NOW + 301, "auth_time": NOW + 300})));
-    assert_eq!(world.pay(&token).await.status(), 200, "stale keys serve while the issuer is down");
+    let token = world
+        .es
+        .sign(world.claims_with(json!({"iat": NOW + 301, "auth_time": NOW + 300})));
+    assert_eq!(
+        world.pay(&token).await.status(),
+        200,
+        "stale keys serve while the issuer is down"
+    );
     assert_eq!(world.fetches(), 2);
 
     world.advance(11);
-    let rotated = TestKey::es256("es-2").sign(world.claims_with(json!({"iat": NOW + 312, "auth_time": NOW + 310})));
+    let rotated = TestKey::es256("es-2")
+        .sign(world.claims_with(json!({"iat": NOW + 312, "auth_time": NOW + 310})));
     let resp = world.pay(&rotated).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().get("www-authenticate").is_none());
@@ -445,7 +582,9 @@ async fn issuer_outage_keeps_known_keys_and_reports_unknown_ones_as_unavailable(
 async fn missing_scope_gets_403_insufficient_scope() {
     let world = World::start().await;
     let token = world.es.sign(world.claims_with(json!({"scope": "openid"})));
-    let resp = world.call(reqwest::Method::GET, "/statements", Some(&token)).await;
+    let resp = world
+        .call(reqwest::Method::GET, "/statements", Some(&token))
+        .await;
     assert_refused(
         resp,
         403,
@@ -455,7 +594,9 @@ async fn missing_scope_gets_403_insufficient_scope() {
     .await;
 
     let token = world.es.sign(world.claims());
-    let resp = world.call(reqwest::Method::GET, "/statements", Some(&token)).await;
+    let resp = world
+        .call(reqwest::Method::GET, "/statements", Some(&token))
+        .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -468,7 +609,10 @@ async fn extractor_alone_verifies_with_the_app_data_guard() {
     let token = world.rs.sign(world.claims_with(json!({"acr": LOA1})));
     let resp = world.call(reqwest::Method::GET, "/me", Some(&token)).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"sub": "alice", "acr": LOA1}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"sub": "alice", "acr": LOA1})
+    );
 }
 
 #[actix_web::test]
@@ -484,14 +628,22 @@ async fn discovery_supplies_the_jwks_uri() {
     assert_eq!(token.sub(), "alice");
     assert_eq!(world.fetches(), 1);
 
-    let mismatch = Guard::builder(format!("{}/", world.issuer), AUDIENCE).discover().await;
-    assert!(matches!(mismatch, Err(ladder_guard::DiscoveryError::IssuerMismatch { .. })));
+    let mismatch = Guard::builder(format!("{}/", world.issuer), AUDIENCE)
+        .discover()
+        .await;
+    assert!(matches!(
+        mismatch,
+        Err(ladder_guard::DiscoveryError::IssuerMismatch { .. })
+    ));
 }
 
 #[actix_web::test]
 async fn cooldown_is_configurable() {
     let world = World::start_with(|b| b.jwks_refetch_cooldown(Duration::ZERO)).await;
-    assert_eq!(world.pay(&world.es.sign(world.claims())).await.status(), 200);
+    assert_eq!(
+        world.pay(&world.es.sign(world.claims())).await.status(),
+        200
+    );
     let rotated = TestKey::es256("es-2");
     *world.state.jwks.lock().unwrap() = jwks(&[&rotated]);
     assert_eq!(world.pay(&rotated.sign(world.claims())).await.status(), 200);
