@@ -78,6 +78,21 @@ async fn api_demanding_loa2_challenges_then_accepts_the_stepped_up_token() {
     let query = browser.open(&app, &app.url(&primary_link(&page))).await.rp();
     let (_, tokens) = app.exchange(&client, param(&query, "code").unwrap(), &[]).await;
     let strong = tokens["access_token"].as_str().unwrap();
+    // Introspection tells the same story as the token.
+    let resp = http
+        .post(app.url("/introspect"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("token", strong)])
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["acr"], ladder_guard::LOA2);
+    assert_eq!(body["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(body["aud"], API);
+    // RFC 8707: a resource the client is not registered for is refused.
+    let (status, body) = app.exchange(&client, "irrelevant", &[("resource", "https://other.example.test")]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_target")));
     let resp = http.post(&api).bearer_auth(strong).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), alice);

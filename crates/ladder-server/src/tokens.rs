@@ -33,12 +33,18 @@ pub fn access_expiry(state: &AppState, grant: &Grant, now: i64) -> Option<i64> {
     (exp > now).then_some(exp)
 }
 
-/// The audience of access tokens for this client: its configured resource, else Ladder's userinfo.
-pub fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> String {
-    resource
-        .map(str::to_owned)
-        .or_else(|| client.settings.audience.clone())
-        .unwrap_or_else(|| format!("{}/userinfo", state.issuer))
+/// The audience of access tokens for this client: its configured API, else Ladder's userinfo. A
+/// `resource` parameter (RFC 8707) must name that same API: a client cannot mint tokens for
+/// resources it was not registered for.
+pub fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> Result<String, OAuthError> {
+    let registered = client.settings.audience.clone().unwrap_or_else(|| format!("{}/userinfo", state.issuer));
+    match resource {
+        Some(r) if r != registered => Err(OAuthError::new(
+            "invalid_target",
+            "The resource is not one this client may request tokens for.",
+        )),
+        _ => Ok(registered),
+    }
 }
 
 pub fn mint_access_token(

@@ -32,10 +32,12 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         return Err(OAuthError::new("unauthorized_client", format!("This client may not use the {g} grant.")));
     }
     let info = ClientInfo::from_request(&req);
+    // The audience is settled before any code or refresh token is spent.
+    let aud = tokens::audience(&state, &client, params.get("resource").ok().flatten())?;
     match grant_type {
-        Some("authorization_code") => authorization_code(&state, &client, &params, &info).await,
-        Some("refresh_token") => refresh(&state, &client, &params, &info).await,
-        Some("client_credentials") => client_credentials(&state, &client, &params).await,
+        Some("authorization_code") => authorization_code(&state, &client, &params, &info, aud).await,
+        Some("refresh_token") => refresh(&state, &client, &params, &info, aud).await,
+        Some("client_credentials") => client_credentials(&state, &client, &params, aud).await,
         Some(_) => Err(OAuthError::new("unsupported_grant_type", "This grant type is not supported.")),
         None => Err(OAuthError::invalid_request("The grant_type parameter is missing.")),
     }
@@ -66,7 +68,13 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("The {name} parameter is missing.")))
 }
 
-async fn authorization_code(state: &AppState, client: &Client, params: &Params, info: &ClientInfo) -> Result<HttpResponse, OAuthError> {
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    info: &ClientInfo,
+    aud: String,
+) -> Result<HttpResponse, OAuthError> {
     let code = required(params, "code")?;
     let redirect_uri = params.get("redirect_uri").ok().flatten();
     let verifier = params.get("code_verifier").ok().flatten();
@@ -115,26 +123,22 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params, 
         revoked_reason: None,
     };
     let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
-    let resource = params.get("resource").ok().flatten();
-    issue(state, client, grant, code.nonce.as_deref(), resource, with_refresh, true, now).await
+    issue(state, grant, code.nonce.as_deref(), &aud, with_refresh, true, now).await
 }
 
 /// Mints and records the tokens of a grant (new or refreshed) in one transaction.
-#[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
-    client: &Client,
     grant: Grant,
     nonce: Option<&str>,
-    resource: Option<&str>,
+    aud: &str,
     with_refresh: bool,
     new_grant: bool,
     now: i64,
 ) -> Result<HttpResponse, OAuthError> {
     let exp = tokens::access_expiry(state, &grant, now).ok_or_else(tokens::lapsed)?;
     let keys = state.keys.get().await;
-    let aud = tokens::audience(state, client, resource);
-    let (access_token, jti) = tokens::mint_access_token(state, &keys, &grant, &grant.scope, &aud, exp, now)?;
+    let (access_token, jti) = tokens::mint_access_token(state, &keys, &grant, &grant.scope, aud, exp, now)?;
     let id_token = tokens::mint_id_token(state, &keys, &grant, nonce, now)?;
     let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
     let refresh_ttl = state.settings.tokens.refresh_token_ttl_secs;
@@ -208,7 +212,13 @@ fn check_code(
 /// RFC 6749 §6 with rotation: each refresh token works once; presenting a rotated one again means
 /// it leaked, so the whole family is revoked (RFC 9700 §4.14.2). The grant's acr, amr and
 /// auth_time are kept as they were: a refresh never raises them.
-async fn refresh(state: &AppState, client: &Client, params: &Params, info: &ClientInfo) -> Result<HttpResponse, OAuthError> {
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    info: &ClientInfo,
+    aud: String,
+) -> Result<HttpResponse, OAuthError> {
     let token = required(params, "refresh_token")?;
     let (hash, now) = (sha256_hex(token), state.now());
     let (client_id, info2) = (client.id.clone(), info.clone());
@@ -263,13 +273,12 @@ async fn refresh(state: &AppState, client: &Client, params: &Params, info: &Clie
         }
         grant.scope = scope.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     }
-    let resource = params.get("resource").ok().flatten();
-    issue(state, client, grant, None, resource, true, false, now).await
+    issue(state, grant, None, &aud, true, false, now).await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token with the client as
 /// subject; no ID token, no refresh token, no acr (no user authenticated).
-async fn client_credentials(state: &AppState, client: &Client, params: &Params) -> Result<HttpResponse, OAuthError> {
+async fn client_credentials(state: &AppState, client: &Client, params: &Params, aud: String) -> Result<HttpResponse, OAuthError> {
     if client.is_public {
         return Err(OAuthError::new("unauthorized_client", "Public clients cannot use client_credentials."));
     }
@@ -299,6 +308,5 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
         revoked_at: None,
         revoked_reason: None,
     };
-    let resource = params.get("resource").ok().flatten();
-    issue(state, client, grant, None, resource, false, true, now).await
+    issue(state, grant, None, &aud, false, true, now).await
 }
