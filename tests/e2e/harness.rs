@@ -19,6 +19,17 @@ use openidconnect::{
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub use self::text::*;
+
+mod text {
+    /// The text between two markers of a page.
+    pub fn text_between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
+        let s = html.find(start)? + start.len();
+        let e = s + html[s..].find(end)?;
+        Some(&html[s..e])
+    }
+}
+
 pub const REDIRECT_URI: &str = "https://rp.example.test/callback";
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -78,11 +89,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn("127.0.0.1", configure).await
+}
+
+/// An app whose issuer is http://localhost:PORT: WebAuthn needs a domain, not an IP address.
+pub async fn spawn_localhost_app() -> TestApp {
+    spawn("localhost", |_| {}).await
+}
+
+async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut settings = Settings::default();
-    settings.server.issuer = format!("http://127.0.0.1:{port}");
+    settings.server.issuer = format!("http://{host}:{port}");
     settings.server.workers = 1;
     settings.database.url = test_database_url(&dir);
     settings.database.pool_size = 4;
@@ -233,6 +253,10 @@ impl Browser {
     }
 
     pub async fn open(&self, app: &TestApp, url: &str) -> Landing {
+        if url.starts_with(REDIRECT_URI) {
+            let url = url::Url::parse(url).unwrap();
+            return Landing::Rp(url.query_pairs().into_owned().collect());
+        }
         let resp = self.http.get(url).send().await.unwrap();
         self.follow(app, resp).await
     }

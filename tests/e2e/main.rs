@@ -11,5 +11,6 @@ mod cli;
 mod guard;
 mod conformance;
 mod login;
+mod passkeys;
 mod stepup;
 mod token_errors;

@@ -11,12 +11,6 @@ const LOA1: &str = "urn:ladder:loa:1";
 const LOA2: &str = "urn:ladder:loa:2";
 const LOA3: &str = "urn:ladder:loa:3";
 
-fn text_between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let s = html.find(start)? + start.len();
-    let e = s + html[s..].find(end)?;
-    Some(&html[s..e])
-}
-
 /// Submits the code form found in `html` (the first form: TOTP; `recovery`: the fallback form).
 async fn submit_code(app: &TestApp, browser: &Browser, html: &str, code: &str, recovery: bool) -> reqwest::Response {
     app.clock.advance(1);

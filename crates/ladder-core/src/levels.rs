@@ -201,9 +201,19 @@ impl Levels {
                 rule: LevelRule::UserVerifiedPasskey,
                 max_age_secs: Some(15 * 60),
                 aliases: strings(&["phr", "phrh", "http://idmanagement.gov/ns/assurance/aal/3"]),
-                enroll_on_demand: vec![],
+                enroll_on_demand: vec![Factor::Passkey],
             },
         ]
+    }
+
+    /// These levels with `factor` removed from every level's enrol-on-demand list (e.g. passkeys
+    /// when the server has no WebAuthn relying party).
+    pub fn without_enrolment(&self, factor: Factor) -> Levels {
+        let mut by_rank = self.by_rank.clone();
+        for level in &mut by_rank {
+            level.enroll_on_demand.retain(|f| *f != factor);
+        }
+        Levels { by_rank }
     }
 
     /// The DESIGN §1 levels.
@@ -329,6 +339,16 @@ pub(crate) mod tests {
     }
     pub(crate) fn bare_passkey(ago: i64) -> ProvenFactor {
         ProvenFactor { factor: Passkey, proven_at: NOW - ago, user_verified: false }
+    }
+
+    /// The default levels where loa:3 cannot be reached by enrolling a passkey on the spot: the
+    /// tables about reachability and fallback are written against this operator choice.
+    pub(crate) fn without_passkey_enrolment() -> Levels {
+        let mut config = Levels::default_config();
+        for c in &mut config {
+            c.enroll_on_demand.retain(|f| *f != Passkey);
+        }
+        Levels::from_config(config).expect("valid")
     }
 
     #[test]

@@ -373,7 +373,7 @@ mod tests {
     use Step::*;
 
     fn target(name: &str) -> Target {
-        let level = Levels::defaults().resolve(name).cloned().expect("default level");
+        let level = crate::levels::tests::without_passkey_enrolment().resolve(name).cloned().expect("default level");
         Target { level, request: AcrRequest::default(), reasons: vec![], ignored: vec![], unmet: false }
     }
 
@@ -722,7 +722,7 @@ mod tests {
 
     #[test]
     fn reported_acr_table() {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let mfa = "https://refeds.org/profile/mfa";
         let pwd_otp = [p(Password, 60), p(Totp, 30)];
         let fresh_passkey = [p(Passkey, 60)];
@@ -757,7 +757,7 @@ mod tests {
 
     #[test]
     fn reported_acr_is_never_below_a_raised_target() {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let pwd_otp = [p(Password, 60), p(Totp, 30)];
         // The RP asked for loa:1 but the client minimum raised the target to loa:2.
         let mut raised = target(LOA2);
@@ -776,6 +776,15 @@ mod tests {
         }
     }
 
+    /// With the shipped defaults, a password user asked for loa:3 sets up a passkey on the spot.
+    #[test]
+    fn default_levels_enrol_a_passkey_for_loa3() {
+        let level = Levels::defaults().resolve(LOA3).cloned().unwrap();
+        let target = Target { level, request: AcrRequest::default(), reasons: vec![], ignored: vec![], unmet: false };
+        let got = plan(&target, &[p(Password, 60)], &[Password], &recency(None, false), NOW);
+        assert_eq!(got, prove_uv(not_met(LOA3, &[]), &[EnrolThenProve(Passkey)]));
+    }
+
     /// A proof from the very second the request arrived may predate it: max_age=0 and
     /// prompt=login must not count it as this request's re-authentication.
     #[test]
@@ -792,7 +801,7 @@ mod tests {
     /// The headline scenario, end to end through the pure functions.
     #[test]
     fn password_session_steps_up_to_loa2_with_only_totp() {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let request = AcrRequest::from_params(Some(LOA2), None).expect("valid request");
         let input = crate::target::TargetInput {
             request: &request,
@@ -824,7 +833,7 @@ mod tests {
 
     #[test]
     fn loa3_access_token_lapses_with_the_passkey() {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let proofs = [p(Password, 60), p(Passkey, 5 * MIN)];
         let ReportedAcr::Acr { value, level } = reported_acr(&AcrRequest::new(["phr"], true), &levels, &proofs, NOW)
         else {
@@ -836,7 +845,7 @@ mod tests {
 
     #[test]
     fn reachability() {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let cases: &[(&str, &[Factor], bool)] = &[
             (LOA1, &[Password], true),
             (LOA2, &[Password], true), // totp enrolled on demand

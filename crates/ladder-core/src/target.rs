@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn run(c: &Case) -> Result<Target, TargetError> {
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let request = AcrRequest::new(c.acr_values.split_ascii_whitespace(), c.essential);
         let defaults: Vec<String> = c.defaults.iter().map(|s| s.to_string()).collect();
         let scopes: Vec<String> = c.scopes.iter().map(|s| s.to_string()).collect();
@@ -487,7 +487,7 @@ mod tests {
             err,
             Err(TargetError::UnknownLevel { level: "urn:ladder:loa:9".into(), reason: RaiseReason::ClientMinimum })
         );
-        let levels = Levels::defaults();
+        let levels = crate::levels::tests::without_passkey_enrolment();
         let bad = [ScopeRule { scope: "admin".into(), level: "gold".into() }];
         assert!(check_scope_rules(&levels, &bad).is_err());
         let good = [ScopeRule { scope: "admin".into(), level: "phr".into() }];

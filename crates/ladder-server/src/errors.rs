@@ -81,6 +81,12 @@ impl From<AppError> for OAuthError {
     }
 }
 
+impl From<serde_json::Error> for OAuthError {
+    fn from(e: serde_json::Error) -> Self {
+        AppError::from(e).into()
+    }
+}
+
 /// Back-channel endpoints answer errors as JSON, never cached.
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {

@@ -17,6 +17,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub login: LoginSettings,
     pub totp: TotpSettings,
+    pub webauthn: WebauthnSettings,
     /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
@@ -33,6 +34,7 @@ impl Default for Settings {
             tokens: Default::default(),
             login: Default::default(),
             totp: Default::default(),
+            webauthn: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
         }
@@ -49,6 +51,37 @@ pub struct TotpSettings {
 impl Default for TotpSettings {
     fn default() -> Self {
         TotpSettings { issuer_label: "Ladder".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebauthnSettings {
+    /// Empty: the issuer's host.
+    pub rp_id: String,
+    /// Empty: the issuer's origin.
+    pub origin: String,
+    pub rp_name: String,
+}
+
+impl Default for WebauthnSettings {
+    fn default() -> Self {
+        WebauthnSettings { rp_id: String::new(), origin: String::new(), rp_name: "Ladder".into() }
+    }
+}
+
+impl WebauthnSettings {
+    /// The relying-party id and origin in force for this issuer.
+    pub fn resolve(&self, issuer: &str) -> Result<(String, url::Url), SettingsError> {
+        let issuer = url::Url::parse(issuer).map_err(|e| SettingsError::Invalid(format!("issuer: {e}")))?;
+        let origin = if self.origin.is_empty() {
+            url::Url::parse(&issuer.origin().ascii_serialization())
+        } else {
+            url::Url::parse(&self.origin)
+        }
+        .map_err(|e| SettingsError::Invalid(format!("webauthn.origin: {e}")))?;
+        let rp_id = if self.rp_id.is_empty() { origin.host_str().unwrap_or_default().to_owned() } else { self.rp_id.clone() };
+        Ok((rp_id, origin))
     }
 }
 

@@ -19,7 +19,7 @@ use tracing_actix_web::TracingLogger;
 use crate::crypto::ServerKey;
 use crate::endpoints::{authorize, discovery, end_session, introspect, jwks, revoke, token, userinfo};
 use crate::errors::AppError;
-use crate::interaction::{self, password, totp};
+use crate::interaction::{self, passkey, password, totp};
 use crate::settings::Settings;
 use crate::signing::{self, KeyCache};
 use crate::state::{AppState, CookieNames};
@@ -29,6 +29,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-
                    connect-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("../../../static/ladder.css");
+const PASSKEY_JS: &str = include_str!("../../../static/passkey.js");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -107,6 +108,12 @@ pub fn build_state(
     let keys = KeyCache::load(db.clone(), server_key.clone())?;
     let issuer = settings.server.issuer.clone();
     let discovery_json = discovery::document(&issuer, &policy.levels.acr_values_supported()).to_string();
+    let webauthn = build_webauthn(&settings)?;
+    let mut policy = policy;
+    if webauthn.is_none() {
+        // Without a WebAuthn relying party nobody can enrol a passkey; plans must not offer it.
+        policy.levels = policy.levels.without_enrolment(ladder_core::Factor::Passkey);
+    }
     let permits = match settings.security.hashing_concurrency {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
@@ -125,9 +132,28 @@ pub fn build_state(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?,
+        webauthn,
         policy,
         settings,
     })
+}
+
+/// The WebAuthn relying party for this issuer. WebAuthn needs a domain: an IP-literal issuer
+/// (e.g. http://127.0.0.1:8080) runs without passkeys, and says so; use http://localhost:PORT.
+fn build_webauthn(settings: &Settings) -> Result<Option<webauthn_rs::Webauthn>, StartError> {
+    let (rp_id, origin) = settings.webauthn.resolve(&settings.server.issuer)?;
+    if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.starts_with('[') {
+        tracing::warn!(%rp_id, "passkeys are off: WebAuthn needs a domain; use http://localhost:PORT for local runs");
+        return Ok(None);
+    }
+    let built = webauthn_rs::WebauthnBuilder::new(&rp_id, &origin)
+        .and_then(|b| b.rp_name(&settings.webauthn.rp_name).build());
+    match built {
+        Ok(w) => Ok(Some(w)),
+        Err(e) => Err(StartError::Settings(crate::settings::SettingsError::Invalid(format!(
+            "webauthn: rp_id `{rp_id}` and origin `{origin}` do not fit together: {e}"
+        )))),
+    }
 }
 
 /// The route table.
@@ -143,6 +169,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/interaction/{id}/password").route(web::post().to(password::submit)))
         .service(web::resource("/interaction/{id}/totp").route(web::post().to(totp::verify)))
         .service(web::resource("/interaction/{id}/totp/enrol").route(web::post().to(totp::enrol)))
+        .service(web::resource("/interaction/{id}/passkey/options").route(web::post().to(passkey::sign_in_options)))
+        .service(web::resource("/interaction/{id}/passkey").route(web::post().to(passkey::sign_in)))
+        .service(
+            web::resource("/interaction/{id}/passkey/register/options").route(web::post().to(passkey::register_options)),
+        )
+        .service(web::resource("/interaction/{id}/passkey/register").route(web::post().to(passkey::register)))
         .service(web::resource("/token").route(web::post().to(token::token)))
         .service(web::resource("/introspect").route(web::post().to(introspect::introspect)))
         .service(web::resource("/revoke").route(web::post().to(revoke::revoke)))
@@ -158,6 +190,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(userinfo::userinfo_post)),
         )
         .service(stylesheet)
+        .service(passkey_script)
         .service(home);
 }
 
@@ -211,6 +244,14 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+#[get("/static/passkey.js")]
+async fn passkey_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(PASSKEY_JS)
 }
 
 #[derive(Template)]

@@ -28,6 +28,8 @@ pub struct AppState {
     pub cookies: CookieNames,
     /// Outbound HTTP (client JWKS, back-channel logout), with short timeouts.
     pub http: reqwest::Client,
+    /// The WebAuthn relying party; None when the issuer has no domain (passkeys need one).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 /// `__Host-` cookies need Secure, which needs https; plain names are used on an http issuer.

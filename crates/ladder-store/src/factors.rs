@@ -40,6 +40,9 @@ pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreErro
     if unused_recovery_codes(conn, user_id)? > 0 {
         factors.push(Factor::RecoveryCode);
     }
+    if !crate::passkeys::list_for_user(conn, user_id)?.is_empty() {
+        factors.push(Factor::Passkey);
+    }
     Ok(factors)
 }
 

@@ -12,6 +12,7 @@ pub mod grants;
 pub mod interactions;
 pub mod keys;
 pub mod logout;
+pub mod passkeys;
 pub mod sessions;
 pub mod throttles;
 pub mod users;

@@ -4,6 +4,7 @@
 //! sent back to the relying party with a code.
 
 pub mod pages;
+pub mod passkey;
 pub mod password;
 pub mod totp;
 

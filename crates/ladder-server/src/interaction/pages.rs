@@ -22,6 +22,26 @@ pub struct LoginPage {
     pub username_locked: bool,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// The interaction's URL, when passkeys are available (the script derives its endpoints).
+    pub passkey_base: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "passkey.html")]
+pub struct PasskeyPage {
+    pub csrf: String,
+    pub client_name: String,
+    pub reason: String,
+    pub passkey_base: String,
+}
+
+#[derive(Template)]
+#[template(path = "passkey_enrol.html")]
+pub struct PasskeyEnrolPage {
+    pub csrf: String,
+    pub client_name: String,
+    pub reason: String,
+    pub passkey_base: String,
 }
 
 #[derive(Template)]
@@ -106,6 +126,7 @@ pub async fn render_step(
                 notice: session.map(|_| explain_to_user(reason, &client_name)),
                 client_name,
                 error,
+                passkey_base: state.webauthn.is_some().then(|| pending.url()),
             };
             html(&page, status)
         }
@@ -124,14 +145,32 @@ pub async fn render_step(
             let session = session.ok_or_else(|| AppError::Policy("enrolment without a session".into()))?;
             render_enrolment(state, req, pending, session, reason, error.map(|e| (e, status))).await
         }
-        Step::Prove(Factor::Passkey) | Step::EnrolThenProve(_) => Err(PageError {
+        Step::Prove(Factor::Passkey) | Step::EnrolThenProve(Factor::Passkey) if state.webauthn.is_none() => Err(PageError {
             status: StatusCode::NOT_IMPLEMENTED,
-            title: "Passkeys are not available yet",
+            title: "Passkeys are not available here",
             message: format!(
-                "{client_name} asked for a passkey, which this Ladder server cannot use yet. \
+                "{client_name} asked for a passkey, and this Ladder server is not set up for passkeys. \
                  Go back to the application and choose another way to continue."
             ),
         }),
+        Step::Prove(Factor::Passkey) => {
+            let page = PasskeyPage {
+                csrf: csrf(state, req),
+                reason: explain_to_user(reason, &client_name),
+                client_name,
+                passkey_base: pending.url(),
+            };
+            html(&page, status)
+        }
+        Step::EnrolThenProve(_) => {
+            let page = PasskeyEnrolPage {
+                csrf: csrf(state, req),
+                reason: explain_to_user(reason, &client_name),
+                client_name,
+                passkey_base: pending.url(),
+            };
+            html(&page, status)
+        }
     }
 }
 
