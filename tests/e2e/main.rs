@@ -7,6 +7,7 @@ mod harness;
 mod lifecycle;
 
 mod authorize_errors;
+mod chromium;
 mod cli;
 mod guard;
 mod conformance;

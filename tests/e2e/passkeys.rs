@@ -175,3 +175,57 @@ async fn passkey_as_the_first_factor() {
     assert_eq!(status, StatusCode::OK);
     assert!(answer["options"]["publicKey"]["challenge"].is_string());
 }
+
+/// Signs in with the passkey as the first factor; returns the finish call's status and body.
+async fn passkey_sign_in(app: &TestApp, client: &TestClient, authenticator: &mut SoftPasskey) -> (StatusCode, Value) {
+    let browser = Browser::new();
+    let (_, html) = browser.open(app, &app.authorize_url(client, &[])).await.page();
+    let (base, csrf) = widget(&html);
+    let (_, answer) = call(app, &browser, &format!("{base}/passkey/options"), &csrf, json!({ "username": "alice" })).await;
+    let options: RequestChallengeResponse = serde_json::from_value(answer["options"].clone()).unwrap();
+    let credential = authenticator.do_authentication(origin(app), options).expect("assertion");
+    let body = json!({ "challenge_id": answer["challenge_id"], "credential": credential });
+    call(app, &browser, &format!("{base}/passkey"), &csrf, body).await
+}
+
+#[tokio::test]
+async fn a_cloned_authenticator_is_refused_and_audited() {
+    let app = spawn_localhost_app().await;
+    let client = app.add_client(false);
+    let (_, mut authenticator, _) = alice_with_passkey(&app, &client).await;
+    assert_eq!(passkey_sign_in(&app, &client, &mut authenticator).await.0, StatusCode::OK);
+
+    // Another copy of the key has been used far more often: the stored counter is ahead.
+    let stored = app.db.read(|c| {
+        let alice = ladder_store::users::find_user_by_username(c, "alice")?.unwrap();
+        ladder_store::passkeys::list_for_user(c, &alice.id)
+    });
+    let stored = stored.unwrap().remove(0);
+    let mut credential: Value = serde_json::from_str(&stored.credential).unwrap();
+    credential["cred"]["counter"] = json!(1000);
+    let (id, updated) = (stored.id.clone(), credential.to_string());
+    app.db.write(|c| ladder_store::passkeys::record_use(c, &id, &updated, 0)).unwrap();
+
+    let (status, body) = passkey_sign_in(&app, &client, &mut authenticator).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let events = app.db.read(|c| ladder_store::audit::list_events(c, 50)).unwrap();
+    assert!(events.iter().any(|e| e.outcome == "failure" && e.detail.contains("possible_cloned_authenticator")));
+}
+
+#[tokio::test]
+async fn passkeys_can_be_renamed_and_removed_by_their_owner_only() {
+    let app = spawn_localhost_app().await;
+    let client = app.add_client(false);
+    alice_with_passkey(&app, &client).await;
+    let bob = app.add_user("bob");
+    let alice = app.db.read(|c| ladder_store::users::find_user_by_username(c, "alice")).unwrap().unwrap().id;
+    let key = app.db.read(|c| ladder_store::passkeys::list_for_user(c, &alice)).unwrap().remove(0);
+    assert_eq!(key.name, "Laptop");
+    use ladder_store::passkeys::{delete, rename};
+    assert!(!app.db.write(|c| rename(c, &bob, &key.id, "mine now")).unwrap(), "not bob's");
+    assert!(app.db.write(|c| rename(c, &alice, &key.id, "Old laptop")).unwrap());
+    assert!(!app.db.write(|c| delete(c, &bob, &key.id)).unwrap());
+    assert!(app.db.write(|c| delete(c, &alice, &key.id)).unwrap());
+    let enrolled = app.db.read(|c| ladder_store::factors::enrolled(c, &alice)).unwrap();
+    assert!(!enrolled.contains(&ladder_core::Factor::Passkey));
+}

@@ -104,7 +104,8 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { bind: "127.0.0.1:8080".into(), issuer: "http://127.0.0.1:8080".into(), workers: 0 }
+        // localhost rather than 127.0.0.1: passkeys (WebAuthn) need a domain name.
+        ServerSettings { bind: "127.0.0.1:8080".into(), issuer: "http://localhost:8080".into(), workers: 0 }
     }
 }
 

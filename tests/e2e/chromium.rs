@@ -1,0 +1,218 @@
+//! A real browser: headless Chromium, driven through chromedriver (WebDriver over HTTP), with a
+//! virtual WebAuthn authenticator added through the DevTools protocol (`WebAuthn.enable`,
+//! `WebAuthn.addVirtualAuthenticator`). It signs in with a password, is asked for loa:3, creates a
+//! passkey on the page by pressing its button, and lands on the relying party with a code.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Where they are
+//! missing the test says so and passes only outside CI.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Option<Driver> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let mut driver = Driver { child, base, http, session: String::new(), _profile: profile };
+        for _ in 0..100 {
+            if driver.http.get(format!("{}/status", driver.base)).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", driver._profile.path().display()),
+                ]
+            }
+        }}});
+        let created = driver.call("POST", "/session", caps).await;
+        driver.session = created["sessionId"].as_str().expect("a WebDriver session").to_owned();
+        Some(driver)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let resp: Value = req.send().await.unwrap().json().await.unwrap();
+        resp["value"].clone()
+    }
+
+    async fn session(&self, method: &str, path: &str, body: Value) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body).await
+    }
+
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.session("POST", "/goog/cdp/execute", json!({ "cmd": cmd, "params": params })).await
+    }
+
+    async fn go(&self, url: &str) {
+        self.session("POST", "/url", json!({ "url": url })).await;
+    }
+
+    async fn url(&self) -> String {
+        self.session("GET", "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self.session("POST", "/element", json!({ "using": "css selector", "value": css })).await;
+        found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.session("POST", &format!("/element/{el}/value"), json!({ "text": text })).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.session("POST", &format!("/element/{el}/click"), json!({})).await;
+    }
+
+    async fn page_source(&self) -> String {
+        self.session("GET", "/source", Value::Null).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits until the browser is on a URL starting with `prefix`.
+    async fn wait_for_url(&self, prefix: &str) -> String {
+        for _ in 0..100 {
+            let url = self.url().await;
+            if url.starts_with(prefix) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never reached {prefix}; at {} showing:\n{}", self.url().await, self.page_source().await);
+    }
+}
+
+/// A relying party's callback on loopback: answers 200 so the browser settles there.
+async fn callback_server() -> String {
+    let hits: Arc<Mutex<u32>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(move || {
+        let hits = hits.clone();
+        actix_web::App::new().route(
+            "/callback",
+            actix_web::web::get().to(move || {
+                *hits.lock().unwrap() += 1;
+                async { actix_web::HttpResponse::Ok().content_type("text/html").body("<p>back at the app</p>") }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://localhost:{port}/callback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_creates_a_passkey_during_a_step_up() {
+    let Some(driver) = Driver::start().await else {
+        assert!(std::env::var_os("CI").is_none(), "chromium and chromedriver are required in CI");
+        eprintln!("skipping: chromedriver is not installed");
+        return;
+    };
+    let app = spawn_localhost_app().await;
+    app.add_user("alice");
+    let callback = callback_server().await;
+    let client = app.add_client_with(false, |c| c.redirect_uris = vec![callback.clone()]);
+    let authorize = |extra: &[(&str, &str)]| {
+        let mut url = url::Url::parse(&app.authorize_url(&client, extra)).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| if k == "redirect_uri" { (k.into_owned(), callback.clone()) } else { (k.into_owned(), v.into_owned()) })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        url.to_string()
+    };
+
+    driver.cdp("WebAuthn.enable", json!({})).await;
+    let added = driver
+        .cdp(
+            "WebAuthn.addVirtualAuthenticator",
+            json!({ "options": {
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true
+            }}),
+        )
+        .await;
+    assert!(added["authenticatorId"].is_string(), "{added}");
+
+    // Password first (the real form, typed and submitted).
+    driver.go(&authorize(&[])).await;
+    driver.type_into("#username", "alice").await;
+    driver.type_into("#password", PASSWORD).await;
+    driver.click("button[type=submit]").await;
+    driver.wait_for_url(&callback).await;
+
+    // loa:3: the page offers to create a passkey; pressing the button runs WebAuthn in the page.
+    driver.go(&authorize(&[("acr_values", "urn:ladder:loa:3")])).await;
+    let page = driver.page_source().await;
+    assert!(page.contains("Create a passkey"), "{page}");
+    driver.type_into("#passkey-name", "Chromium").await;
+    driver.click("[data-passkey-start]").await;
+    let landed = driver.wait_for_url(&callback).await;
+    let query: Vec<(String, String)> = url::Url::parse(&landed).unwrap().query_pairs().into_owned().collect();
+    let code = param(&query, "code").expect("a code");
+
+    let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback.as_str())];
+    let resp = reqwest::Client::new()
+        .post(app.url("/token"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let id = jwt_claims(body["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:ladder:loa:3");
+    assert_eq!(id["amr"], json!(["pwd", "hwk", "user", "mfa"]));
+    let stored = app.db.read(|c| {
+        let alice = ladder_store::users::find_user_by_username(c, "alice")?.unwrap();
+        ladder_store::passkeys::list_for_user(c, &alice.id)
+    });
+    assert_eq!(stored.unwrap()[0].name, "Chromium");
+}
