@@ -4,6 +4,7 @@
 //! - [`clock`]: the injected notion of "now" (epoch seconds), so tests can move time.
 //! - [`password`]: argon2id hashing and verification (run it on a blocking pool; it is slow on purpose).
 //! - [`totp`], [`recovery`]: the TOTP verifier and recovery-code format.
+//! - [`risk`]: risk signals that raise the target level, with the reason shown to the user.
 //! - [`levels`]: the configured acr levels, their rules and freshness (DESIGN §1).
 //! - [`request`]: `acr_values` / `claims` → [`AcrRequest`], and [`MaxAge`], parsed once.
 //! - [`target`]: request + client + scopes + risk → the [`Target`] level, with the reason for each raise.
@@ -16,6 +17,7 @@ pub mod password;
 pub mod plan;
 pub mod prompt;
 pub mod recovery;
+pub mod risk;
 pub mod request;
 pub mod target;
 pub mod totp;

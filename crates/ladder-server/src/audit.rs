@@ -1,6 +1,6 @@
 //! Writing security events. Callers write them inside the transaction of the change they record.
 
-use ladder_store::audit::{self, AuditEvent};
+use ladder_store::audit::{self, NewEvent};
 use ladder_store::{Conn, StoreError, new_id};
 use serde_json::Value;
 
@@ -25,7 +25,7 @@ pub fn record(
 ) -> Result<(), StoreError> {
     audit::insert_event(
         conn,
-        &AuditEvent {
+        &NewEvent {
             id: new_id(),
             at: now,
             kind: kind.into(),

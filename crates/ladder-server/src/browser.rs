@@ -3,6 +3,10 @@
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
+use std::net::IpAddr;
+
+use ladder_core::risk::same_network;
+
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::state::AppState;
 
@@ -15,8 +19,12 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     pub fn from_request(req: &HttpRequest) -> Self {
+        let trusted = req
+            .app_data::<actix_web::web::Data<AppState>>()
+            .map(|s| s.settings.server.trusted_proxies.clone())
+            .unwrap_or_default();
         ClientInfo {
-            ip: req.peer_addr().map(|a| a.ip().to_string()),
+            ip: client_ip(req, &trusted).map(|ip| ip.to_string()),
             user_agent: req
                 .headers()
                 .get(actix_web::http::header::USER_AGENT)
@@ -24,6 +32,41 @@ impl ClientInfo {
                 .map(|s| s.chars().take(256).collect()),
         }
     }
+}
+
+/// `a.b.c.d`, `a.b.c.d/n`, or the IPv6 equivalents, as (network, prefix length).
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = text.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+fn trusted(ip: IpAddr, proxies: &[String]) -> bool {
+    proxies.iter().filter_map(|p| parse_cidr(p)).any(|(net, len)| same_network(ip, net, len, len))
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left are
+/// whatever the client claimed, and are never believed).
+pub fn client_ip(req: &HttpRequest, proxies: &[String]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted(peer, proxies) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|ip| !trusted(*ip, proxies)).unwrap_or(peer))
 }
 
 fn build_cookie(state: &AppState, name: &'static str, value: String, max_age: Option<i64>) -> Cookie<'static> {
@@ -72,4 +115,14 @@ pub fn check_csrf(state: &AppState, req: &HttpRequest, form_token: &str, bound_h
         return false;
     };
     constant_time_eq(cookie.value(), form_token) && constant_time_eq(&browser_hash(cookie.value()), bound_hash)
+}
+
+/// The long-lived cookie that makes this browser a known device of a user (400 days, the most
+/// browsers keep a cookie).
+pub fn device_cookie(state: &AppState, token: String) -> Cookie<'static> {
+    build_cookie(state, state.cookies.device, token, Some(400 * 24 * 3600))
+}
+
+pub fn device_token(state: &AppState, req: &HttpRequest) -> Option<String> {
+    req.cookie(state.cookies.device).map(|c| c.value().to_owned())
 }

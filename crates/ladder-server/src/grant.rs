@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{random_token, sha256_hex};
 
 /// An authorization request after every check in `endpoints::authorize` passed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuthRequest {
     pub client_id: String,
     pub redirect_uri: String,
@@ -33,6 +33,9 @@ pub struct AuthRequest {
     pub requested_at: i64,
     /// Why a signed-in user was sent to step up (audit), if that is what this interaction is.
     pub stepup_reason: Option<String>,
+    /// RFC 9396 `authorization_details` (JSON array), read by the value-threshold signal.
+    #[serde(default)]
+    pub authorization_details: Option<String>,
 }
 
 /// The redirect URI with `pairs` appended to its query (existing query parameters kept).

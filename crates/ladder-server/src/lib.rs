@@ -14,6 +14,7 @@ pub mod interaction;
 pub mod jwt;
 pub mod manage;
 pub mod params;
+pub mod risk;
 pub mod session;
 pub mod settings;
 pub mod signing;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use ladder_core::risk::RiskConfig;
 use ladder_core::{LevelConfig, Levels, ScopeRule, check_scope_rules};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
     pub scope_rules: Vec<ScopeRule>,
+    /// `[risk]` and `[[risk.rules]]`: signals that raise the level.
+    pub risk: RiskConfig,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
             webauthn: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
+            risk: RiskConfig::default(),
         }
     }
 }
@@ -100,12 +104,19 @@ pub struct ServerSettings {
     pub issuer: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         // localhost rather than 127.0.0.1: passkeys (WebAuthn) need a domain name.
-        ServerSettings { bind: "127.0.0.1:8080".into(), issuer: "http://localhost:8080".into(), workers: 0 }
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            issuer: "http://localhost:8080".into(),
+            workers: 0,
+            trusted_proxies: vec![],
+        }
     }
 }
 
@@ -272,6 +283,13 @@ impl Settings {
     pub fn policy(&self) -> Result<Policy, SettingsError> {
         let levels = Levels::from_config(self.levels.clone()).map_err(|e| SettingsError::Invalid(format!("levels: {e}")))?;
         check_scope_rules(&levels, &self.scope_rules).map_err(|e| SettingsError::Invalid(format!("scope_rules: {e}")))?;
+        if let Some(rule) = self.risk.rules.iter().find(|r| levels.resolve(&r.level).is_none()) {
+            return Err(SettingsError::Invalid(format!("risk.rules: `{}` names no configured level", rule.level)));
+        }
+        for proxy in &self.server.trusted_proxies {
+            crate::browser::parse_cidr(proxy)
+                .ok_or_else(|| SettingsError::Invalid(format!("server.trusted_proxies: `{proxy}` is not an address or CIDR range")))?;
+        }
         Ok(Policy { levels, scope_rules: self.scope_rules.clone() })
     }
 

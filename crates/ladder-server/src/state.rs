@@ -37,15 +37,21 @@ pub struct AppState {
 pub struct CookieNames {
     pub session: &'static str,
     pub browser: &'static str,
+    pub device: &'static str,
     pub secure: bool,
 }
 
 impl CookieNames {
     pub fn for_issuer(https: bool) -> Self {
         if https {
-            CookieNames { session: "__Host-ladder_session", browser: "__Host-ladder_browser", secure: true }
+            CookieNames {
+                session: "__Host-ladder_session",
+                browser: "__Host-ladder_browser",
+                device: "__Host-ladder_device",
+                secure: true,
+            }
         } else {
-            CookieNames { session: "ladder_session", browser: "ladder_browser", secure: false }
+            CookieNames { session: "ladder_session", browser: "ladder_browser", device: "ladder_device", secure: false }
         }
     }
 }

@@ -3,8 +3,8 @@
 //! interaction pages and `ladder policy explain` all call it, so they always agree.
 
 use ladder_core::{
-    AcrRequest, ClientAcrPolicy, Factor, Plan, Prompt, ProvenFactor, Reason, Recency, Target, TargetError,
-    TargetInput, compute_target, plan,
+    AcrRequest, ClientAcrPolicy, Factor, Plan, Prompt, ProvenFactor, Raise, RaiseReason, Reason, Recency, Target,
+    TargetError, TargetInput, compute_target, plan,
 };
 use ladder_store::clients::Client;
 
@@ -35,9 +35,10 @@ pub fn evaluate(
     request: &AuthRequest,
     proofs: &[ProvenFactor],
     enrolled: &[Factor],
+    risk: &[Raise],
     now: i64,
 ) -> Result<Evaluation, TargetError> {
-    let target = target(policy, client, &request.acr, &request.scope, enrolled)?;
+    let target = target_with(policy, client, &request.acr, &request.scope, enrolled, risk)?;
     let plan = plan(&target, proofs, enrolled, &recency(request), now);
     Ok(Evaluation { target, plan })
 }
@@ -48,6 +49,18 @@ pub fn target(
     acr: &AcrRequest,
     scopes: &[String],
     enrolled: &[Factor],
+) -> Result<Target, TargetError> {
+    target_with(policy, client, acr, scopes, enrolled, &[])
+}
+
+/// The target with risk raises (from fired signals) added to the floor.
+pub fn target_with(
+    policy: &Policy,
+    client: &Client,
+    acr: &AcrRequest,
+    scopes: &[String],
+    enrolled: &[Factor],
+    risk: &[Raise],
 ) -> Result<Target, TargetError> {
     let defaults = client_defaults(client);
     compute_target(
@@ -61,10 +74,19 @@ pub fn target(
             },
             scopes,
             scope_rules: &policy.scope_rules,
-            extra: &[],
+            extra: risk,
             enrolled,
         },
     )
+}
+
+/// The risk sentence behind the target, when a signal is what raised it ("You're signing in
+/// from a new device."): the page leads with it.
+pub fn risk_reason(target: &Target) -> Option<String> {
+    target.reasons.iter().find_map(|r| match &r.reason {
+        RaiseReason::Risk(text) if r.level == target.level.name() => Some(text.clone()),
+        _ => None,
+    })
 }
 
 /// What the page tells the user about why Ladder asks for more.

@@ -1,9 +1,28 @@
-//! The audit trail of security events (append-only).
+//! The audit trail of security events: append-only and hash-chained. Each row carries its position
+//! (`seq`), the previous row's hash and its own hash over its canonical content and that previous
+//! hash, so an edited, deleted or reordered row breaks the chain and `verify` finds it.
+//! Rows are written by the caller's transaction, so no state change commits without its row.
 
 use diesel::prelude::*;
 
-use crate::schema::audit_events;
+use crate::schema::{audit_events, audit_head};
 use crate::{Conn, StoreError};
+
+/// An event as callers describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub outcome: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// JSON object.
+    pub detail: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = audit_events)]
@@ -19,18 +38,127 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// JSON object.
     pub detail: String,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
-pub fn insert_event(conn: &mut Conn, event: &AuditEvent) -> Result<(), StoreError> {
-    diesel::insert_into(audit_events::table).values(event).execute(conn)?;
+impl AuditEvent {
+    /// The hash this row must carry: SHA-256 over the previous hash and the row's fields in a
+    /// fixed order (a JSON array, so no field can bleed into the next).
+    pub fn expected_hash(&self) -> String {
+        let canonical = serde_json::json!([
+            self.seq,
+            self.prev_hash,
+            self.id,
+            self.at,
+            self.kind,
+            self.outcome,
+            self.user_id,
+            self.session_id,
+            self.client_id,
+            self.ip,
+            self.user_agent,
+            self.detail,
+        ])
+        .to_string();
+        openssl::sha::sha256(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Appends the event to the chain. Must run inside a write transaction: taking the head row
+/// serializes writers, so two transactions can never link to the same predecessor.
+pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError> {
+    diesel::update(audit_head::table.find(1)).set(audit_head::seq.eq(audit_head::seq + 1)).execute(conn)?;
+    let (seq, prev_hash): (i64, String) =
+        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(conn)?;
+    let mut row = AuditEvent {
+        id: event.id.clone(),
+        at: event.at,
+        kind: event.kind.clone(),
+        outcome: event.outcome.clone(),
+        user_id: event.user_id.clone(),
+        session_id: event.session_id.clone(),
+        client_id: event.client_id.clone(),
+        ip: event.ip.clone(),
+        user_agent: event.user_agent.clone(),
+        detail: event.detail.clone(),
+        seq,
+        prev_hash,
+        hash: String::new(),
+    };
+    row.hash = row.expected_hash();
+    diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)).execute(conn)?;
+    diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
     Ok(())
 }
 
 /// Newest first.
 pub fn list_events(conn: &mut Conn, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
     Ok(audit_events::table
-        .order((audit_events::at.desc(), audit_events::id.desc()))
+        .order(audit_events::seq.desc())
         .limit(limit)
         .select(AuditEvent::as_select())
         .load(conn)?)
+}
+
+/// Chained events from `since` (epoch seconds) on, oldest first, a page at a time.
+pub fn events_since(conn: &mut Conn, since: i64, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::at.ge(since))
+        .filter(audit_events::seq.gt(after_seq))
+        .order(audit_events::seq.asc())
+        .limit(limit)
+        .select(AuditEvent::as_select())
+        .load(conn)?)
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Break {
+    /// The position the chain expected next.
+    pub seq: i64,
+    /// The row found there (None: missing).
+    pub id: Option<String>,
+    pub problem: String,
+}
+
+/// Walks the chain in order and reports the first broken link, and how many rows it checked.
+pub fn verify(conn: &mut Conn) -> Result<(u64, Option<Break>), StoreError> {
+    let (mut expected_seq, mut prev) = (1i64, String::new());
+    let mut checked = 0u64;
+    loop {
+        let page = audit_events::table
+            .filter(audit_events::seq.ge(expected_seq))
+            .order(audit_events::seq.asc())
+            .limit(1000)
+            .select(AuditEvent::as_select())
+            .load(conn)?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            let broken = |problem: &str| Some(Break { seq: expected_seq, id: Some(row.id.clone()), problem: problem.into() });
+            if row.seq != expected_seq {
+                let gap = Break { seq: expected_seq, id: None, problem: format!("row {expected_seq} is missing") };
+                return Ok((checked, Some(gap)));
+            }
+            if row.prev_hash != prev {
+                return Ok((checked, broken("does not link to the previous row")));
+            }
+            if row.hash != row.expected_hash() {
+                return Ok((checked, broken("its content does not match its hash (edited)")));
+            }
+            prev = row.hash.clone();
+            expected_seq += 1;
+            checked += 1;
+        }
+    }
+    let (head_seq, head_hash): (i64, String) =
+        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(conn)?;
+    if head_seq != expected_seq - 1 || head_hash != prev {
+        let tail = Break { seq: expected_seq, id: None, problem: format!("rows after {} are missing", expected_seq - 1) };
+        return Ok((checked, Some(tail)));
+    }
+    Ok((checked, None))
 }

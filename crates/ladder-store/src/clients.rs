@@ -24,7 +24,7 @@ struct ClientRow {
 }
 
 /// The client settings kept as one JSON object (missing keys take their defaults).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ClientSettings {
     /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`.
@@ -37,6 +37,8 @@ pub struct ClientSettings {
     pub backchannel_logout_uri: Option<String>,
     /// The `aud` of access tokens issued to it, when not Ladder's own userinfo.
     pub audience: Option<String>,
+    /// Transaction values (by currency) above which the value-threshold risk signal fires.
+    pub value_thresholds: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for ClientSettings {
@@ -49,12 +51,13 @@ impl Default for ClientSettings {
             post_logout_redirect_uris: vec![],
             backchannel_logout_uri: None,
             audience: None,
+            value_thresholds: Default::default(),
         }
     }
 }
 
 /// A client as the rest of Ladder sees it: lists parsed, secret only as its hash.
-#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, PartialEq, serde::Serialize)]
 pub struct Client {
     pub id: String,
     pub name: String,

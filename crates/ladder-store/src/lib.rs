@@ -7,6 +7,7 @@ mod schema;
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod devices;
 pub mod factors;
 pub mod grants;
 pub mod interactions;

@@ -130,6 +130,29 @@ diesel::table! {
         ip -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         detail -> Text,
+        seq -> BigInt,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        token_hash -> Text,
+        user_agent -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        forgotten_at -> Nullable<BigInt>,
     }
 }
 
@@ -240,6 +263,8 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_head,
+    devices,
     passkeys,
     webauthn_challenges,
     grants,

@@ -67,3 +67,9 @@ pub fn clear(conn: &mut Conn, key: &str) -> Result<(), StoreError> {
     diesel::delete(throttles::table.find(key)).execute(conn)?;
     Ok(())
 }
+
+/// Failures counted for `key` in a window that started after `since` (0 when none).
+pub fn recent_failures(conn: &mut Conn, key: &str, since: i64) -> Result<u32, StoreError> {
+    let row: Option<Row> = throttles::table.find(key).select(Row::as_select()).first(conn).optional()?;
+    Ok(row.filter(|r| r.window_start >= since || r.locked_until > since).map_or(0, |r| r.failures.max(0) as u32))
+}

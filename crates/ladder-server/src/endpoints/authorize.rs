@@ -139,6 +139,7 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
         subject_hint,
         requested_at: state.now(),
         stepup_reason: None,
+        authorization_details: check_authorization_details(&params).map_err(fail)?,
     };
     let internal = |e: AppError| internal(state, e, &redirect);
 
@@ -152,7 +153,8 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     };
     let proofs = current.as_ref().map(|c| c.proofs.clone()).unwrap_or_default();
     let now = state.now();
-    let evaluation = stepup::evaluate(&state.policy, &client, &request, &proofs, &enrolled, now)
+    let risk = crate::risk::assess(state, req, &request, current.as_ref(), &client).await.map_err(internal)?;
+    let evaluation = stepup::evaluate(&state.policy, &client, &request, &proofs, &enrolled, &risk.raises, now)
         .map_err(|e| internal(AppError::Policy(e.to_string())))?;
     let view = current.as_ref().map(|c| SessionView { subject: &c.user.id, proofs: &c.proofs });
     let reason = reauth_reason(view.as_ref(), request.subject_hint.as_deref(), &evaluation.target, &stepup::recency(&request), now);
@@ -175,7 +177,7 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
                 request.pinned_sub = Some(active.user.id.clone());
                 request.stepup_reason = Some(reason.to_string());
             }
-            start_interaction(state, req, &client, request, current.as_ref(), &evaluation)
+            start_interaction(state, req, &client, request, current.as_ref(), &evaluation, &risk)
                 .await
                 .map_err(internal)
         }
@@ -371,6 +373,22 @@ fn check_acr(params: &Params) -> Result<(AcrRequest, Option<String>), OAuthError
     Ok((acr, sub))
 }
 
+/// RFC 9396: `authorization_details` is a JSON array of objects, each with a `type`.
+fn check_authorization_details(params: &Params) -> Result<Option<String>, OAuthError> {
+    let Some(raw) = param(params, "authorization_details")? else { return Ok(None) };
+    let valid = serde_json::from_str::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|a| a.iter().all(|d| d.get("type").is_some_and(|t| t.is_string())));
+    if !valid {
+        return Err(OAuthError::new(
+            "invalid_authorization_details",
+            "authorization_details must be a JSON array of objects with a type.",
+        ));
+    }
+    Ok(Some(raw))
+}
+
 fn check_subject_hints(token_hint: Option<String>, claims_sub: Option<String>) -> Result<Option<String>, OAuthError> {
     match (token_hint, claims_sub) {
         (Some(a), Some(b)) if a != b => {
@@ -410,6 +428,7 @@ async fn start_interaction(
     request: AuthRequest,
     current: Option<&ActiveSession>,
     evaluation: &Evaluation,
+    risk: &crate::risk::Assessment,
 ) -> Result<HttpResponse, AppError> {
     let (key, new_cookie) = browser_key(state, req);
     let now = state.now();
@@ -432,6 +451,7 @@ async fn start_interaction(
                 "essential": evaluation.target.is_essential(),
                 "target": evaluation.target.level.name(),
                 "raised_by": stepup::raise_reasons(&evaluation.target),
+                "signals": signal_kinds(&risk.signals),
                 "plan": evaluation.plan,
             }),
         )
@@ -493,4 +513,8 @@ async fn audit_unmet(
             )
         })
         .await
+}
+
+pub fn signal_kinds(signals: &[ladder_core::risk::Signal]) -> Vec<&'static str> {
+    signals.iter().map(|s| s.kind.as_str()).collect()
 }

@@ -81,10 +81,12 @@ pub async fn load_for_post(state: &AppState, req: &HttpRequest, id: String, csrf
 
 /// Where the flow stands.
 pub enum Next {
-    /// Done (or failed): send the browser here.
+    /// Completed for this user: send the browser to the RP with its code.
+    Done { location: String, user_id: String },
+    /// Failed (e.g. unmet requirements): send the browser to the RP with the error.
     Leave(String),
-    /// Show this step.
-    Step { step: Step, reason: Reason, session: Option<Box<ActiveSession>>, enrolled: Vec<Factor> },
+    /// Show this step; `why` is the risk sentence when a signal raised the level.
+    Step { step: Step, reason: Reason, why: Option<String>, session: Option<Box<ActiveSession>>, enrolled: Vec<Factor> },
 }
 
 /// Asks the plan what is missing for the (pinned) session; completes the request when nothing is.
@@ -96,18 +98,31 @@ pub async fn advance(
 ) -> Result<Next, PageError> {
     let active = active.filter(|s| pending.request.pinned_sub.as_deref().is_none_or(|pin| pin == s.user.id));
     let Some(active) = active else {
-        return Ok(Next::Step { step: Step::Prove(Factor::Password), reason: Reason::NoSession, session: None, enrolled: vec![] });
+        let first = Step::Prove(Factor::Password);
+        return Ok(Next::Step { step: first, reason: Reason::NoSession, why: None, session: None, enrolled: vec![] });
     };
     let user_id = active.user.id.clone();
     let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
     let now = state.now();
-    let evaluation = stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &enrolled, now)
-        .map_err(|e| AppError::Policy(e.to_string()))?;
+    let risk = crate::risk::assess(state, req, &pending.request, Some(&active), &pending.client).await?;
+    let evaluation =
+        stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &enrolled, &risk.raises, now)
+            .map_err(|e| AppError::Policy(e.to_string()))?;
     match &evaluation.plan {
-        Plan::Satisfied => complete(state, req, pending, active, &evaluation).await.map(Next::Leave),
+        Plan::Satisfied => {
+            let user_id = active.user.id.clone();
+            let location = complete(state, req, pending, active, &evaluation, &risk).await?;
+            Ok(Next::Done { location, user_id })
+        }
         Plan::Unreachable => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
         Plan::Prove { reason, steps, .. } => match steps.first() {
-            Some(step) => Ok(Next::Step { step: *step, reason: reason.clone(), session: Some(Box::new(active)), enrolled }),
+            Some(step) => Ok(Next::Step {
+                step: *step,
+                reason: reason.clone(),
+                why: stepup::risk_reason(&evaluation.target),
+                session: Some(Box::new(active)),
+                enrolled,
+            }),
             None => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
         },
     }
@@ -120,6 +135,7 @@ async fn complete(
     pending: &Pending,
     active: ActiveSession,
     evaluation: &Evaluation,
+    risk: &crate::risk::Assessment,
 ) -> Result<String, PageError> {
     let now = state.now();
     let Some(grant) = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now) else {
@@ -135,6 +151,7 @@ async fn complete(
         "achieved_acr": grant.acr,
         "amr": grant.amr,
         "raised_by": stepup::raise_reasons(&evaluation.target),
+        "signals": crate::endpoints::authorize::signal_kinds(&risk.signals),
     });
     let location = state
         .write(move |conn| {
@@ -209,13 +226,28 @@ pub fn see_other(location: &str) -> HttpResponse {
 /// After a step's proof: straight to the RP when nothing else is missing, else to the next page.
 pub async fn after_step(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, PageError> {
     let active = session::by_token(state, token.clone()).await?;
-    let location = match advance(state, req, pending, active).await? {
-        Next::Leave(location) => location,
-        Next::Step { .. } => pending.url(),
-    };
+    let (location, device) = leave_to(state, req, pending, advance(state, req, pending, active).await?).await?;
     let mut resp = see_other(&location);
     resp.add_cookie(&crate::browser::session_cookie(state, token)).map_err(|e| AppError::Blocking(e.to_string()))?;
+    if let Some(cookie) = device {
+        resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;
+    }
     Ok(resp)
+}
+
+/// Where the browser goes after a step, and — when the request completed — the cookie that
+/// remembers this browser as the user's device.
+pub async fn leave_to(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    next: Next,
+) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
+    Ok(match next {
+        Next::Done { location, user_id } => (location, crate::risk::remember_device(state, req, &user_id).await?),
+        Next::Leave(location) => (location, None),
+        Next::Step { .. } => (pending.url(), None),
+    })
 }
 
 /// `GET /interaction/{id}`: the page for the next step, or the way out.
@@ -223,9 +255,17 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
     let pending = load(&state, &req, path.into_inner()).await?;
     let active = session::current(&state, &req).await?;
     match advance(&state, &req, &pending, active).await? {
-        Next::Leave(location) => Ok(see_other(&location)),
-        Next::Step { step, reason, session, enrolled } => {
-            pages::render_step(&state, &req, &pending, step, &reason, session.as_deref(), &enrolled, None).await
+        Next::Step { step, reason, why, session, enrolled } => {
+            let shown = pages::Shown { reason: &reason, why: why.as_deref() };
+            pages::render_step(&state, &req, &pending, step, shown, session.as_deref(), &enrolled, None).await
+        }
+        done => {
+            let (location, device) = leave_to(&state, &req, &pending, done).await?;
+            let mut resp = see_other(&location);
+            if let Some(cookie) = device {
+                resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;
+            }
+            Ok(resp)
         }
     }
 }

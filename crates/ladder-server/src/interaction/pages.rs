@@ -98,6 +98,22 @@ pub fn csrf(state: &AppState, req: &HttpRequest) -> String {
     req.cookie(state.cookies.browser).map(|c| c.value().to_owned()).unwrap_or_default()
 }
 
+/// Why the page is shown: the plan's reason, and the risk sentence when a signal raised the level.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub reason: &'a Reason,
+    pub why: Option<&'a str>,
+}
+
+impl Shown<'_> {
+    fn text(&self, client_name: &str) -> String {
+        match self.why {
+            Some(why) => format!("{why} {client_name} needs you to confirm it's you."),
+            None => explain_to_user(self.reason, client_name),
+        }
+    }
+}
+
 /// The page for `step`, optionally with an error from the previous attempt.
 #[allow(clippy::too_many_arguments)]
 pub async fn render_step(
@@ -105,7 +121,7 @@ pub async fn render_step(
     req: &HttpRequest,
     pending: &Pending,
     step: Step,
-    reason: &Reason,
+    shown: Shown<'_>,
     session: Option<&ActiveSession>,
     enrolled: &[Factor],
     error: Option<(String, StatusCode)>,
@@ -123,7 +139,7 @@ pub async fn render_step(
                 csrf: csrf(state, req),
                 username_locked: username.is_some(),
                 username: username.or_else(|| pending.request.login_hint.clone()).unwrap_or_default(),
-                notice: session.map(|_| explain_to_user(reason, &client_name)),
+                notice: session.map(|_| shown.text(&client_name)),
                 client_name,
                 error,
                 passkey_base: state.webauthn.is_some().then(|| pending.url()),
@@ -134,7 +150,7 @@ pub async fn render_step(
             let page = TotpPage {
                 action: format!("{}/totp", pending.url()),
                 csrf: csrf(state, req),
-                reason: explain_to_user(reason, &client_name),
+                reason: shown.text(&client_name),
                 client_name,
                 error,
                 recovery_allowed: enrolled.contains(&Factor::RecoveryCode),
@@ -143,7 +159,7 @@ pub async fn render_step(
         }
         Step::EnrolThenProve(Factor::Totp) => {
             let session = session.ok_or_else(|| AppError::Policy("enrolment without a session".into()))?;
-            render_enrolment(state, req, pending, session, reason, error.map(|e| (e, status))).await
+            render_enrolment(state, req, pending, session, shown, error.map(|e| (e, status))).await
         }
         Step::Prove(Factor::Passkey) | Step::EnrolThenProve(Factor::Passkey) if state.webauthn.is_none() => Err(PageError {
             status: StatusCode::NOT_IMPLEMENTED,
@@ -156,7 +172,7 @@ pub async fn render_step(
         Step::Prove(Factor::Passkey) => {
             let page = PasskeyPage {
                 csrf: csrf(state, req),
-                reason: explain_to_user(reason, &client_name),
+                reason: shown.text(&client_name),
                 client_name,
                 passkey_base: pending.url(),
             };
@@ -165,7 +181,7 @@ pub async fn render_step(
         Step::EnrolThenProve(_) => {
             let page = PasskeyEnrolPage {
                 csrf: csrf(state, req),
-                reason: explain_to_user(reason, &client_name),
+                reason: shown.text(&client_name),
                 client_name,
                 passkey_base: pending.url(),
             };
@@ -191,7 +207,7 @@ pub async fn render_enrolment(
     req: &HttpRequest,
     pending: &Pending,
     session: &ActiveSession,
-    reason: &Reason,
+    shown: Shown<'_>,
     error: Option<(String, StatusCode)>,
 ) -> Result<HttpResponse, PageError> {
     let user_id = session.user.id.clone();
@@ -230,7 +246,7 @@ pub async fn render_enrolment(
         csrf: csrf(state, req),
         reason: format!(
             "{} Set up an authenticator app to add a second step to your sign-in.",
-            explain_to_user(reason, &client_name)
+            shown.text(&client_name)
         ),
         client_name,
         error,

@@ -17,7 +17,7 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, Uuid, WebauthnError,
 };
 
-use super::{Next, Pending, advance, load};
+use super::{Pending, advance, leave_to, load};
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, check_csrf, session_cookie};
 use crate::crypto::random_token;
@@ -370,12 +370,13 @@ async fn audit_failure(
 /// Where the browser goes next (the RP, or the next step), with the rotated session cookie.
 async fn continue_json(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, OAuthError> {
     let active = session::by_token(state, token.clone()).await?;
-    let location = match advance(state, req, pending, active).await.map_err(|e| failed(e.status.as_u16(), &e.message))? {
-        Next::Leave(location) => location,
-        Next::Step { .. } => pending.url(),
-    };
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .cookie(session_cookie(state, token))
-        .json(json!({ "location": location })))
+    let page_error = |e: crate::errors::PageError| failed(e.status.as_u16(), &e.message);
+    let next = advance(state, req, pending, active).await.map_err(page_error)?;
+    let (location, device) = leave_to(state, req, pending, next).await.map_err(page_error)?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(("cache-control", "no-store")).cookie(session_cookie(state, token));
+    if let Some(cookie) = device {
+        resp.cookie(cookie);
+    }
+    Ok(resp.json(json!({ "location": location })))
 }

@@ -45,7 +45,8 @@ async fn again(
     let active = session::current(state, req).await?;
     let reason = if active.is_some() { Reason::PromptLogin } else { Reason::NoSession };
     let step = Step::Prove(Factor::Password);
-    pages::render_step(state, req, pending, step, &reason, active.as_ref(), &[], Some((error, status))).await
+    let shown = pages::Shown { reason: &reason, why: None };
+    pages::render_step(state, req, pending, step, shown, active.as_ref(), &[], Some((error, status))).await
 }
 
 #[tracing::instrument(name = "password", skip_all)]

@@ -167,7 +167,8 @@ async fn retry(
     let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
     let reason = Reason::AcrNotMet { target: String::new(), lapsed: vec![] };
     let step = Step::Prove(Factor::Totp);
-    pages::render_step(state, req, pending, step, &reason, Some(active), &enrolled, Some((error, status))).await
+    let shown = pages::Shown { reason: &reason, why: None };
+    pages::render_step(state, req, pending, step, shown, Some(active), &enrolled, Some((error, status))).await
 }
 
 enum Enrolled {
@@ -193,7 +194,8 @@ pub async fn enrol(
     if let Some(wait) = attempts::locked_for(&state, &keys).await? {
         let message = format!("Too many incorrect codes. Wait {} and try again.", attempts::human_wait(wait));
         let error = Some((message, StatusCode::TOO_MANY_REQUESTS));
-        return pages::render_enrolment(&state, &req, &pending, &active, &reason, error).await;
+        let shown = pages::Shown { reason: &reason, why: None };
+        return pages::render_enrolment(&state, &req, &pending, &active, shown, error).await;
     }
 
     let mut codes = Vec::with_capacity(recovery::COUNT);
@@ -255,7 +257,8 @@ pub async fn enrol(
         }
         Enrolled::Wrong => {
             let error = Some(("That code isn't right. Scan the QR code again if needed, then enter the code your app shows.".to_owned(), StatusCode::OK));
-            pages::render_enrolment(&state, &req, &pending, &active, &reason, error).await
+            let shown = pages::Shown { reason: &reason, why: None };
+            pages::render_enrolment(&state, &req, &pending, &active, shown, error).await
         }
     }
 }

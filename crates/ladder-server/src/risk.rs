@@ -1,0 +1,95 @@
+//! Gathering what the risk signals look at (device cookie, addresses, idleness, recent failures,
+//! the clock, a declared transaction value) and turning the fired signals into target raises.
+//! The decisions themselves are ladder-core's `risk` module.
+
+use actix_web::HttpRequest;
+use actix_web::cookie::Cookie;
+use ladder_core::Raise;
+use ladder_core::risk::{self, Observation, Signal};
+use ladder_store::clients::Client;
+use ladder_store::{devices, throttles};
+
+use crate::browser::{ClientInfo, device_cookie, device_token};
+use crate::crypto::{random_token, sha256_hex};
+use crate::errors::AppError;
+use crate::grant::AuthRequest;
+use crate::session::ActiveSession;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Default)]
+pub struct Assessment {
+    pub signals: Vec<Signal>,
+    pub raises: Vec<Raise>,
+}
+
+/// The signals this request fires for this session, and the raises they ask for. Nothing is even
+/// looked up when no rule is configured.
+pub async fn assess(
+    state: &AppState,
+    req: &HttpRequest,
+    request: &AuthRequest,
+    active: Option<&ActiveSession>,
+    client: &Client,
+) -> Result<Assessment, AppError> {
+    let config = &state.settings.risk;
+    if config.rules.is_empty() {
+        return Ok(Assessment::default());
+    }
+    let now = state.now();
+    let info = ClientInfo::from_request(req);
+    let mut obs = Observation {
+        request_ip: info.ip.as_deref().and_then(|ip| ip.parse().ok()),
+        now,
+        value: request.authorization_details.as_deref().and_then(risk::value_from_authorization_details),
+        value_thresholds: client.settings.value_thresholds.iter().map(|(c, v)| (c.to_ascii_uppercase(), *v)).collect(),
+        ..Observation::default()
+    };
+    if let Some(active) = active {
+        obs.session_ip = active.session.ip.as_deref().and_then(|ip| ip.parse().ok());
+        obs.idle_secs = Some(now - active.session.last_seen_at);
+        let (user_id, username) = (active.user.id.clone(), active.user.username.to_lowercase());
+        let token_hash = device_token(state, req).map(|t| sha256_hex(&t));
+        let window = config.failure_window_secs;
+        let (known, failures) = state
+            .read(move |conn| {
+                let known = match token_hash {
+                    Some(h) => devices::find_known(conn, &user_id, &h)?.is_some(),
+                    None => false,
+                };
+                let mut failures = 0u32;
+                for key in [format!("password:user:{username}"), format!("otp:user:{user_id}")] {
+                    failures += throttles::recent_failures(conn, &key, now - window)?;
+                }
+                Ok((known, failures))
+            })
+            .await?;
+        obs.device_known = Some(known);
+        obs.recent_failures = failures;
+    }
+    let signals = risk::signals(config, &obs);
+    let raises = risk::raises(config, &signals);
+    Ok(Assessment { signals, raises })
+}
+
+/// After a completed sign-in: remember this browser as one of the user's devices (new-device
+/// signal), unless it already is. Returns the cookie to set.
+pub async fn remember_device(state: &AppState, req: &HttpRequest, user_id: &str) -> Result<Option<Cookie<'static>>, AppError> {
+    let now = state.now();
+    let (user_id, existing) = (user_id.to_owned(), device_token(state, req).map(|t| sha256_hex(&t)));
+    let agent = ClientInfo::from_request(req).user_agent;
+    let token = random_token(32);
+    let hash = sha256_hex(&token);
+    let created = state
+        .write(move |conn| {
+            if let Some(h) = existing
+                && let Some(d) = devices::find_known(conn, &user_id, &h)?
+            {
+                devices::touch(conn, &d.id, now)?;
+                return Ok(false);
+            }
+            devices::insert(conn, &user_id, &hash, agent.as_deref(), now)?;
+            Ok(true)
+        })
+        .await?;
+    Ok(created.then(|| device_cookie(state, token)))
+}
