@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use ladder_store::audit;
 use clap::{Parser, Subcommand};
 use ladder_core::{Clock, SystemClock};
 use ladder_server::manage::{self, NewClient, NewUser};
@@ -55,6 +56,26 @@ enum Command {
     /// Inspect the step-up policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Verify or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; report the first broken link and exit non-zero if there is one.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export events (oldest first) for a SIEM.
+    Export {
+        /// Epoch seconds, or a span back from now such as 30m, 24h or 7d (default: everything).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +268,90 @@ fn run(cli: Cli) -> Result<()> {
         Command::Client(cmd) => client(settings, cmd),
         Command::Keys(cmd) => keys_cmd(settings, cmd),
         Command::Policy(cmd) => policy(settings, cmd),
+        Command::Audit(cmd) => audit_cmd(settings, cmd),
+    }
+}
+
+/// `1700000000`, or `30m` / `24h` / `7d` back from now.
+fn parse_since(text: &str, now: i64) -> Result<i64> {
+    if let Ok(epoch) = text.parse::<i64>() {
+        return Ok(epoch);
+    }
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = n.parse().with_context(|| format!("`{text}` is neither epoch seconds nor a span like 24h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("`{text}`: use s, m, h or d"),
+    };
+    Ok(now - secs)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+fn audit_cmd(settings: Settings, cmd: AuditCommand) -> Result<()> {
+    let db = open_db(&settings)?;
+    match cmd {
+        AuditCommand::Verify { json } => {
+            let (checked, broken) = db.read(audit::verify)?;
+            if json {
+                println!("{}", json!({ "checked": checked, "broken": broken }));
+            }
+            match broken {
+                None => {
+                    if !json {
+                        println!("audit chain intact: {checked} events verified");
+                    }
+                    Ok(())
+                }
+                Some(b) => {
+                    if !json {
+                        println!(
+                            "audit chain BROKEN at event #{} ({}): {} ({checked} events before it verified)",
+                            b.seq,
+                            b.id.as_deref().unwrap_or("missing"),
+                            b.problem
+                        );
+                    }
+                    std::process::exit(2);
+                }
+            }
+        }
+        AuditCommand::Export { since, format } => {
+            let since = since.map(|s| parse_since(&s, now())).transpose()?.unwrap_or(i64::MIN);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            use std::io::Write;
+            if format == "csv" {
+                writeln!(out, "seq,id,at,kind,outcome,user_id,session_id,client_id,ip,user_agent,detail,hash")?;
+            }
+            let mut after = 0i64;
+            loop {
+                let page = db.read(|c| audit::events_since(c, since, after, 1000))?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in &page {
+                    if format == "csv" {
+                        let o = |v: &Option<String>| csv_field(v.as_deref().unwrap_or_default());
+                        writeln!(
+                            out,
+                            "{},{},{},{},{},{},{},{},{},{},{},{}",
+                            e.seq, e.id, e.at, csv_field(&e.kind), csv_field(&e.outcome), o(&e.user_id), o(&e.session_id),
+                            o(&e.client_id), o(&e.ip), o(&e.user_agent), csv_field(&e.detail), e.hash
+                        )?;
+                    } else {
+                        let mut v = serde_json::to_value(e)?;
+                        v["detail"] = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
+                        writeln!(out, "{v}")?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
     }
 }
 
@@ -438,7 +543,7 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             }
         }
         ClientCommand::Remove { client_id } => {
-            manage::remove_client(&db, &client_id)?;
+            manage::remove_client(&db, &client_id, now())?;
             println!("removed client {client_id}");
         }
     }
@@ -474,9 +579,7 @@ fn keys_cmd(settings: Settings, cmd: KeysCommand) -> Result<()> {
             println!("previous keys stay in the JWKS (status published) until retired; running servers pick this up within a minute");
         }
         KeysCommand::Retire { kid } => {
-            if !db.write(|conn| keys::retire_key(conn, &kid, now()))? {
-                bail!("no published (non-active) key `{kid}`");
-            }
+            manage::retire_key(&db, &kid, now())?;
             println!("retired {kid}; it is no longer in the JWKS");
         }
     }

@@ -51,6 +51,7 @@ impl Clock for TestClock {
 
 pub struct TestApp {
     pub issuer: String,
+    pub database_url: String,
     pub policy: ladder_server::settings::Policy,
     pub db: Db,
     pub clock: Arc<TestClock>,
@@ -110,6 +111,7 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     settings.validate().unwrap();
     let issuer = settings.server.issuer.clone();
+    let database_url = settings.database.url.clone();
     let policy = settings.policy().unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000)));
     let db = Db::connect(&settings.database.url, settings.database.pool_size).unwrap();
@@ -118,7 +120,7 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let state = SharedState::new(state);
     let server = ladder_server::run(state.clone(), listener).unwrap();
     tokio::spawn(server);
-    TestApp { issuer, policy, db, clock, state, server_key, _dir: dir }
+    TestApp { issuer, database_url, policy, db, clock, state, server_key, _dir: dir }
 }
 
 impl TestApp {
@@ -144,6 +146,24 @@ impl TestApp {
         )
         .unwrap();
         user.id
+    }
+
+    /// Gives the user a confirmed TOTP credential, as an earlier enrolment would have; returns
+    /// the secret.
+    pub fn enrol_totp(&self, user_id: &str) -> Vec<u8> {
+        let mut secret = vec![0u8; 20];
+        openssl::rand::rand_bytes(&mut secret).unwrap();
+        let context = ladder_server::interaction::pages::totp_context(user_id);
+        let sealed = self.server_key.encrypt(&context, &secret).unwrap();
+        let now = self.now();
+        self.db
+            .write(|c| {
+                ladder_store::factors::upsert_pending_totp(c, user_id, &sealed, now)?;
+                ladder_store::factors::accept_totp_step(c, user_id, 1, true, now)?;
+                Ok(())
+            })
+            .unwrap();
+        secret
     }
 
     pub fn add_client(&self, public: bool) -> TestClient {
@@ -228,6 +248,20 @@ impl Browser {
         Browser {
             http: reqwest::Client::builder()
                 .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The same browser (cookie jar) seen through a proxy that reports `client_ip`.
+    pub fn behind_proxy(jar: std::sync::Arc<reqwest::cookie::Jar>, client_ip: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client_ip.parse().unwrap());
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_provider(jar)
+                .default_headers(headers)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

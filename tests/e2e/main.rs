@@ -13,5 +13,6 @@ mod guard;
 mod conformance;
 mod login;
 mod passkeys;
+mod risk;
 mod stepup;
 mod token_errors;

@@ -12,7 +12,7 @@ const LOA2: &str = "urn:ladder:loa:2";
 const LOA3: &str = "urn:ladder:loa:3";
 
 /// Submits the code form found in `html` (the first form: TOTP; `recovery`: the fallback form).
-async fn submit_code(app: &TestApp, browser: &Browser, html: &str, code: &str, recovery: bool) -> reqwest::Response {
+pub(crate) async fn submit_code(app: &TestApp, browser: &Browser, html: &str, code: &str, recovery: bool) -> reqwest::Response {
     app.clock.advance(1);
     let action = form_action(html);
     let csrf = input_value(html, "csrf");
@@ -26,18 +26,18 @@ async fn submit_code(app: &TestApp, browser: &Browser, html: &str, code: &str, r
         .unwrap()
 }
 
-struct Enrolled {
-    secret: Vec<u8>,
-    recovery_codes: Vec<String>,
+pub(crate) struct Enrolled {
+    pub secret: Vec<u8>,
+    pub recovery_codes: Vec<String>,
 }
 
-fn current_code(app: &TestApp, secret: &[u8]) -> String {
+pub(crate) fn current_code(app: &TestApp, secret: &[u8]) -> String {
     totp::generate(secret, app.now()).unwrap()
 }
 
 /// Walks the enrol-on-step-up flow from its enrolment page; returns the secret and recovery codes
 /// and the RP's query at the end.
-async fn enrol_from_page(app: &TestApp, browser: &Browser, html: &str) -> (Enrolled, Vec<(String, String)>) {
+pub(crate) async fn enrol_from_page(app: &TestApp, browser: &Browser, html: &str) -> (Enrolled, Vec<(String, String)>) {
     assert!(html.contains("Set up two-step verification"), "{html}");
     assert!(html.contains("data:image/png;base64,"), "a QR code");
     assert!(html.contains("otpauth://totp/"), "the otpauth link");
@@ -57,7 +57,7 @@ async fn enrol_from_page(app: &TestApp, browser: &Browser, html: &str) -> (Enrol
 }
 
 /// alice signs in with her password, then enrols TOTP through a loa:2 step-up.
-async fn alice_with_totp(app: &TestApp, client: &TestClient) -> (Browser, Enrolled) {
+pub(crate) async fn alice_with_totp(app: &TestApp, client: &TestClient) -> (Browser, Enrolled) {
     app.add_user("alice");
     let browser = Browser::new();
     browser.sign_in(app, &app.authorize_url(client, &[]), "alice").await;
@@ -67,7 +67,7 @@ async fn alice_with_totp(app: &TestApp, client: &TestClient) -> (Browser, Enroll
     (browser, enrolled)
 }
 
-async fn tokens(app: &TestApp, client: &TestClient, query: &[(String, String)]) -> (Value, Value) {
+pub(crate) async fn tokens(app: &TestApp, client: &TestClient, query: &[(String, String)]) -> (Value, Value) {
     let (status, body) = app.exchange(client, param(query, "code").expect("a code"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     (jwt_claims(body["id_token"].as_str().unwrap()), jwt_claims(body["access_token"].as_str().unwrap()))

@@ -34,10 +34,23 @@ pub async fn locked_for(state: &AppState, keys: &AttemptKeys) -> Result<Option<i
         .await
 }
 
-/// Counts a failure against both keys. Call inside the write transaction that audits it.
-pub fn record_failure(conn: &mut Conn, state_policy: &Policies, keys: &AttemptKeys, now: i64) -> Result<(), StoreError> {
-    throttles::record_failure(conn, &keys.account, &state_policy.account, now)?;
-    throttles::record_failure(conn, &keys.ip, &state_policy.ip, now)?;
+/// Counts a failure against both keys, inside the write transaction that audits it; a failure
+/// that starts a lock is audited as a lockout.
+pub fn record_failure(
+    conn: &mut Conn,
+    policies: &Policies,
+    keys: &AttemptKeys,
+    user_id: Option<&str>,
+    info: &ClientInfo,
+    now: i64,
+) -> Result<(), StoreError> {
+    for (key, policy) in [(&keys.account, &policies.account), (&keys.ip, &policies.ip)] {
+        if let Some(secs) = throttles::record_failure(conn, key, policy, now)? {
+            let subject = crate::audit::Subject { user_id, ..Default::default() };
+            let detail = serde_json::json!({ "counter": key, "locked_for_secs": secs });
+            crate::audit::record(conn, now, "lockout", "locked", subject, info, detail)?;
+        }
+    }
     Ok(())
 }
 

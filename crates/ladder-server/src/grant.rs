@@ -36,6 +36,9 @@ pub struct AuthRequest {
     /// RFC 9396 `authorization_details` (JSON array), read by the value-threshold signal.
     #[serde(default)]
     pub authorization_details: Option<String>,
+    /// Raises from risk signals seen when the request arrived (e.g. a dormant session).
+    #[serde(default)]
+    pub risk: Vec<ladder_core::Raise>,
 }
 
 /// The redirect URI with `pairs` appended to its query (existing query parameters kept).

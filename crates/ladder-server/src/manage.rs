@@ -7,6 +7,8 @@ use ladder_store::{factors, sessions};
 use ladder_store::users::{self, User};
 use ladder_store::{Db, StoreError, keys, new_id};
 
+use serde_json::json;
+
 use crate::crypto::{ServerKey, random_token, sha256_hex};
 use crate::errors::AppError;
 use crate::signing::{self, Alg};
@@ -71,14 +73,21 @@ pub fn add_user(db: &Db, new: NewUser, now: i64) -> Result<User, ManageError> {
     };
     db.write(|conn| {
         users::insert_user(conn, &user)?;
-        users::set_password(conn, &user.id, &hash, now)
+        users::set_password(conn, &user.id, &hash, now)?;
+        admin_event(conn, now, "user_created", Some(&user.id), None, json!({ "username": user.username, "admin": user.is_admin }))
     })?;
     Ok(user)
 }
 
 /// Disables the user and ends all their sessions.
 pub fn disable_user(db: &Db, username: &str, now: i64) -> Result<(), ManageError> {
-    if db.write(|conn| users::disable_user(conn, username, now))? {
+    let disabled = db.write(|conn| {
+        let Some(user) = users::find_user_by_username(conn, username)? else { return Ok(false) };
+        users::disable_user(conn, username, now)?;
+        admin_event(conn, now, "user_disabled", Some(&user.id), None, json!({ "username": username }))?;
+        Ok(true)
+    })?;
+    if disabled {
         Ok(())
     } else {
         Err(ManageError::NotFound(format!("user `{username}`")))
@@ -232,12 +241,22 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
         created_at: now,
         updated_at: now,
     };
-    db.write(|conn| clients::insert_client(conn, &client))?;
+    db.write(|conn| {
+        clients::insert_client(conn, &client)?;
+        admin_event(conn, now, "client_registered", None, Some(&client.id), json!({ "name": client.name, "redirect_uris": client.redirect_uris }))
+    })?;
     Ok((client, secret))
 }
 
-pub fn remove_client(db: &Db, id: &str) -> Result<(), ManageError> {
-    if db.write(|conn| clients::delete_client(conn, id))? {
+pub fn remove_client(db: &Db, id: &str, now: i64) -> Result<(), ManageError> {
+    let removed = db.write(|conn| {
+        let removed = clients::delete_client(conn, id)?;
+        if removed {
+            admin_event(conn, now, "client_removed", None, Some(id), json!({}))?;
+        }
+        Ok(removed)
+    })?;
+    if removed {
         Ok(())
     } else {
         Err(ManageError::NotFound(format!("client `{id}`")))
@@ -250,11 +269,39 @@ pub fn rotate_keys(db: &Db, server_key: &ServerKey, only: Option<Alg>, now: i64)
     let mut created = Vec::new();
     for alg in algs {
         let key = db.write(|conn| {
-            signing::rotate(conn, alg, server_key, now).map_err(|e| StoreError::Corrupt(e.to_string()))
+            let key = signing::rotate(conn, alg, server_key, now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            admin_event(conn, now, "key_rotated", None, None, json!({ "kid": key.kid, "alg": key.alg }))?;
+            Ok(key)
         })?;
         created.push(key);
     }
     Ok(created)
+}
+
+/// Retires a published (non-active) key: it leaves the JWKS.
+pub fn retire_key(db: &Db, kid: &str, now: i64) -> Result<(), ManageError> {
+    let retired = db.write(|conn| {
+        let retired = keys::retire_key(conn, kid, now)?;
+        if retired {
+            admin_event(conn, now, "key_retired", None, None, json!({ "kid": kid }))?;
+        }
+        Ok(retired)
+    })?;
+    if retired { Ok(()) } else { Err(ManageError::NotFound(format!("published (non-active) key `{kid}`"))) }
+}
+
+/// Every management change is audited, in the same transaction as the change.
+fn admin_event(
+    conn: &mut ladder_store::Conn,
+    now: i64,
+    action: &str,
+    user_id: Option<&str>,
+    client_id: Option<&str>,
+    mut detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    detail["action"] = json!(action);
+    let subject = crate::audit::Subject { user_id, session_id: None, client_id };
+    crate::audit::record(conn, now, "admin", "success", subject, &crate::browser::ClientInfo::default(), detail)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use actix_web::cookie::Cookie;
 use ladder_core::Raise;
 use ladder_core::risk::{self, Observation, Signal};
 use ladder_store::clients::Client;
-use ladder_store::{devices, throttles};
+use ladder_store::{audit, devices};
 
 use crate::browser::{ClientInfo, device_cookie, device_token};
 use crate::crypto::{random_token, sha256_hex};
@@ -22,14 +22,25 @@ pub struct Assessment {
     pub raises: Vec<Raise>,
 }
 
-/// The signals this request fires for this session, and the raises they ask for. Nothing is even
-/// looked up when no rule is configured.
+/// When in the flow signals are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// At `/authorize`: the session's idleness is what it was when the RP sent the user.
+    Arrival,
+    /// On Ladder's pages: the session was just used, so idleness is not read again (what was
+    /// seen on arrival travels with the request).
+    InFlow,
+}
+
+/// The signals this request fires for this session, and the raises they ask for — together with
+/// those seen when the request arrived. Nothing is even looked up when no rule is configured.
 pub async fn assess(
     state: &AppState,
     req: &HttpRequest,
     request: &AuthRequest,
     active: Option<&ActiveSession>,
     client: &Client,
+    moment: Moment,
 ) -> Result<Assessment, AppError> {
     let config = &state.settings.risk;
     if config.rules.is_empty() {
@@ -46,28 +57,31 @@ pub async fn assess(
     };
     if let Some(active) = active {
         obs.session_ip = active.session.ip.as_deref().and_then(|ip| ip.parse().ok());
-        obs.idle_secs = Some(now - active.session.last_seen_at);
-        let (user_id, username) = (active.user.id.clone(), active.user.username.to_lowercase());
+        if moment == Moment::Arrival {
+            obs.idle_secs = Some(now - active.session.last_seen_at);
+        }
+        let user_id = active.user.id.clone();
         let token_hash = device_token(state, req).map(|t| sha256_hex(&t));
-        let window = config.failure_window_secs;
+        let since = now - config.failure_window_secs;
         let (known, failures) = state
             .read(move |conn| {
                 let known = match token_hash {
                     Some(h) => devices::find_known(conn, &user_id, &h)?.is_some(),
                     None => false,
                 };
-                let mut failures = 0u32;
-                for key in [format!("password:user:{username}"), format!("otp:user:{user_id}")] {
-                    failures += throttles::recent_failures(conn, &key, now - window)?;
-                }
-                Ok((known, failures))
+                Ok((known, audit::count_failures(conn, &user_id, since)?))
             })
             .await?;
         obs.device_known = Some(known);
-        obs.recent_failures = failures;
+        obs.recent_failures = u32::try_from(failures).unwrap_or(u32::MAX);
     }
     let signals = risk::signals(config, &obs);
-    let raises = risk::raises(config, &signals);
+    let mut raises = request.risk.clone();
+    for r in risk::raises(config, &signals) {
+        if !raises.contains(&r) {
+            raises.push(r);
+        }
+    }
     Ok(Assessment { signals, raises })
 }
 

@@ -93,6 +93,16 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Failed authentication events recorded for the user since `since`.
+pub fn count_failures(conn: &mut Conn, user_id: &str, since: i64) -> Result<i64, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::user_id.eq(user_id))
+        .filter(audit_events::outcome.eq("failure"))
+        .filter(audit_events::at.ge(since))
+        .count()
+        .get_result(conn)?)
+}
+
 /// Newest first.
 pub fn list_events(conn: &mut Conn, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
     Ok(audit_events::table

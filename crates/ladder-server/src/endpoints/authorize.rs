@@ -140,6 +140,7 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
         requested_at: state.now(),
         stepup_reason: None,
         authorization_details: check_authorization_details(&params).map_err(fail)?,
+        risk: vec![],
     };
     let internal = |e: AppError| internal(state, e, &redirect);
 
@@ -153,7 +154,10 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     };
     let proofs = current.as_ref().map(|c| c.proofs.clone()).unwrap_or_default();
     let now = state.now();
-    let risk = crate::risk::assess(state, req, &request, current.as_ref(), &client).await.map_err(internal)?;
+    let risk = crate::risk::assess(state, req, &request, current.as_ref(), &client, crate::risk::Moment::Arrival)
+        .await
+        .map_err(internal)?;
+    request.risk = risk.raises.clone();
     let evaluation = stepup::evaluate(&state.policy, &client, &request, &proofs, &enrolled, &risk.raises, now)
         .map_err(|e| internal(AppError::Policy(e.to_string())))?;
     let view = current.as_ref().map(|c| SessionView { subject: &c.user.id, proofs: &c.proofs });

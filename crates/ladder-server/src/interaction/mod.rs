@@ -104,7 +104,8 @@ pub async fn advance(
     let user_id = active.user.id.clone();
     let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
     let now = state.now();
-    let risk = crate::risk::assess(state, req, &pending.request, Some(&active), &pending.client).await?;
+    let moment = crate::risk::Moment::InFlow;
+    let risk = crate::risk::assess(state, req, &pending.request, Some(&active), &pending.client, moment).await?;
     let evaluation =
         stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &enrolled, &risk.raises, now)
             .map_err(|e| AppError::Policy(e.to_string()))?;

@@ -77,6 +77,8 @@ pub async fn submit(
     // Same argon2 cost whether or not the account exists or can sign in.
     let phc = found.as_ref().and_then(|(_, h)| h.clone()).unwrap_or_else(|| password::dummy_hash().to_owned());
     let matched = state.verify_password(form.password, phc).await?;
+    // Kept server-side only (the page says the same either way): feeds the recent-failures signal.
+    let known_id = found.as_ref().map(|(u, _)| u.id.clone());
     let user = found.map(|(u, _)| u).filter(|u| matched && !u.disabled);
     let now = state.now();
 
@@ -84,13 +86,13 @@ pub async fn submit(
         let (policies, client_id, info) = (attempts::policies(&state), pending.client.id.clone(), client.clone());
         state
             .write(move |conn| {
-                attempts::record_failure(conn, &policies, &keys, now)?;
+                attempts::record_failure(conn, &policies, &keys, known_id.as_deref(), &info, now)?;
                 audit::record(
                     conn,
                     now,
                     "login",
                     "failure",
-                    Subject { client_id: Some(&client_id), ..Default::default() },
+                    Subject { user_id: known_id.as_deref(), client_id: Some(&client_id), ..Default::default() },
                     &info,
                     json!({ "factor": "password" }),
                 )

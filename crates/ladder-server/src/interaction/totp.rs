@@ -109,7 +109,7 @@ pub async fn verify(
             };
             let subject = Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&client_id) };
             if !accepted {
-                attempts::record_failure(conn, &policies, &keys, now)?;
+                attempts::record_failure(conn, &policies, &keys, Some(&user_id), &info, now)?;
                 audit::record(conn, now, "stepup", "failure", subject, &info, json!({ "factor": factor, "reason": reason }))?;
                 return Ok(Outcome::Wrong);
             }
@@ -226,7 +226,7 @@ pub async fn enrol(
                 None => false,
             };
             if !confirmed {
-                attempts::record_failure(conn, &policies, &keys, now)?;
+                attempts::record_failure(conn, &policies, &keys, Some(&user_id), &info, now)?;
                 audit::record(conn, now, "enrolment", "failure", subject, &info, json!({ "factor": "totp" }))?;
                 return Ok(Enrolled::Wrong);
             }
