@@ -44,6 +44,8 @@ pub struct AuthRequest {
     pub max_age: Option<u64>,
     /// Finished when the user is back (a transfer or payee change waiting for a step-up).
     pub action: Option<PendingAction>,
+    /// What led here, told to the user once the action is done.
+    pub steps: Vec<String>,
 }
 
 impl RelyingParty {
@@ -133,7 +135,6 @@ impl RelyingParty {
             acr: claims.auth_context_ref().map(|a| a.to_string()),
             amr: claims.auth_method_refs().map(|m| m.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
             auth_time,
-            issued_at: claims.issue_time().timestamp(),
         };
         identity.display_name = self.display_name(&provider, response.access_token(), claims).await;
         let tokens = Tokens {

@@ -20,18 +20,18 @@ const IDLE_SECS: i64 = 8 * 3600;
 /// What the user asked for before the bank sent them to Ladder for a stronger sign-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PendingAction {
-    Transfer { payee_id: String, payee_name: String, amount: Money },
+    Transfer { payee_id: String, amount: Money },
     AddPayee { name: String, account: String },
-    RemovePayee { id: String, name: String },
+    RemovePayee { id: String },
 }
 
 impl PendingAction {
-    /// "send 1,500.00 to City Power & Light", for pages that talk about it.
+    /// "the transfer of $1,500.00", for messages about it.
     pub fn describe(&self) -> String {
         match self {
-            PendingAction::Transfer { payee_name, amount, .. } => format!("send {amount} to {payee_name}"),
-            PendingAction::AddPayee { name, .. } => format!("add {name} as a payee"),
-            PendingAction::RemovePayee { name, .. } => format!("remove {name} from your payees"),
+            PendingAction::Transfer { amount, .. } => format!("the transfer of ${amount}"),
+            PendingAction::AddPayee { name, .. } => format!("adding {name} as a payee"),
+            PendingAction::RemovePayee { .. } => "removing the payee".to_owned(),
         }
     }
 }
@@ -54,7 +54,6 @@ pub struct Identity {
     pub acr: Option<String>,
     pub amr: Vec<String>,
     pub auth_time: Option<i64>,
-    pub issued_at: i64,
 }
 
 #[derive(Clone)]
@@ -141,7 +140,7 @@ impl Sessions {
                 flash: None,
                 last_seen: now(),
             };
-            (CsrfToken::new_random().secret().clone(), session)
+            (new_id(), session)
         })
     }
 
@@ -156,6 +155,11 @@ impl Sessions {
     pub fn remove(&self, id: &str) {
         self.map().remove(id);
     }
+}
+
+/// 128 random bits, base64url.
+pub fn new_id() -> String {
+    CsrfToken::new_random().secret().clone()
 }
 
 /// The session cookie: HttpOnly, and SameSite=Lax so it comes along when Ladder redirects back.
