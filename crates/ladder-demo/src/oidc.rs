@@ -45,7 +45,7 @@ pub struct AuthRequest {
     /// Finished when the user is back (a transfer or payee change waiting for a step-up).
     pub action: Option<PendingAction>,
     /// What led here, told to the user once the action is done.
-    pub steps: Vec<String>,
+    pub steps: Vec<crate::session::Step>,
 }
 
 impl RelyingParty {

@@ -83,13 +83,30 @@ pub enum FlashKind {
     Info,
 }
 
+/// One line of the "what happened" list; `code` is protocol text shown as such (a header, a URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub text: String,
+    pub code: Option<String>,
+}
+
+impl Step {
+    pub fn new(text: impl Into<String>) -> Step {
+        Step { text: text.into(), code: None }
+    }
+
+    pub fn with_code(text: impl Into<String>, code: impl Into<String>) -> Step {
+        Step { text: text.into(), code: Some(code.into()) }
+    }
+}
+
 /// A message shown once on the next page, with the protocol steps behind it.
 #[derive(Debug, Clone)]
 pub struct Flash {
     pub kind: FlashKind,
     pub title: String,
     pub body: String,
-    pub steps: Vec<String>,
+    pub steps: Vec<Step>,
 }
 
 impl Flash {
@@ -97,7 +114,7 @@ impl Flash {
         Flash { kind, title: title.into(), body: body.into(), steps: Vec::new() }
     }
 
-    pub fn with_steps(mut self, steps: Vec<String>) -> Flash {
+    pub fn with_steps(mut self, steps: Vec<Step>) -> Flash {
         self.steps = steps;
         self
     }

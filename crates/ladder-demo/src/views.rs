@@ -6,7 +6,7 @@ use askama::Template;
 use ladder_guard::{LOA1, LOA2, LOA3};
 
 use crate::bank::Account;
-use crate::session::{Flash, FlashKind, Identity};
+use crate::session::{Flash, FlashKind, Identity, Step};
 use crate::time::{ago, now, utc};
 
 pub fn render(page: &impl Template, status: StatusCode) -> HttpResponse {
@@ -26,7 +26,7 @@ pub struct FlashView {
     pub kind: &'static str,
     pub title: String,
     pub body: String,
-    pub steps: Vec<String>,
+    pub steps: Vec<Step>,
     /// Step-up stories start unfolded: they are the point of the demo.
     pub open: bool,
 }

@@ -15,7 +15,7 @@ use crate::bank::Account;
 use crate::challenge::StepUp;
 use crate::money::Money;
 use crate::oidc::AuthRequest;
-use crate::session::{self, Flash, FlashKind, PendingAction, Session, SignedIn};
+use crate::session::{self, Flash, FlashKind, PendingAction, Session, SignedIn, Step};
 use crate::state::AppState;
 use crate::time::now;
 use crate::views::{Dashboard, ErrorPage, Landing, render};
@@ -164,10 +164,8 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
             _ => "Ladder did not sign you in.",
         };
         let mut steps = pending.request.steps.clone();
-        steps.push(format!(
-            "Ladder answered error={error}{}.",
-            query.error_description.as_deref().map_or_else(String::new, |d| format!(" ({d})"))
-        ));
+        let detail = query.error_description.as_deref().map_or_else(String::new, |d| format!(" ({d})"));
+        steps.push(Step::with_code("Ladder answered with an error:", format!("error={error}{detail}")));
         session.flash = Some(Flash::new(FlashKind::Error, explanation, what.trim().to_owned()).with_steps(steps));
         return respond(&state, &old_id, session, see_other("/"));
     };
@@ -183,10 +181,9 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
     state.sessions.remove(&old_id);
     let id = session::new_id();
     let mut steps = pending.request.steps.clone();
-    steps.push(format!(
-        "Ladder sent you back with a code; the new ID token says acr {}, amr [{}].",
-        identity.acr.as_deref().unwrap_or("(none)"),
-        identity.amr.join(", ")
+    steps.push(Step::with_code(
+        "Ladder sent you back with a code; the new ID token says",
+        format!("acr {}, amr [{}]", identity.acr.as_deref().unwrap_or("(none)"), identity.amr.join(", ")),
     ));
     let level = identity.acr.clone().unwrap_or_default();
     session.user = Some(SignedIn { identity, tokens });
@@ -210,7 +207,7 @@ async fn perform(
     id: String,
     mut session: Session,
     action: PendingAction,
-    after_step_up: Option<Vec<String>>,
+    after_step_up: Option<Vec<Step>>,
 ) -> HttpResponse {
     let Some(mut user) = session.user.clone() else { return see_other("/login") };
     let (method, path, body) = api_request(&action);
@@ -222,7 +219,7 @@ async fn perform(
     let flash = match outcome {
         Ok(ApiOutcome::Ok(answer)) => {
             if after_step_up.is_some() {
-                steps.push(format!("Acme Bank called {call} again with the new access token: accepted."));
+                steps.push(Step::new(format!("Acme Bank called {call} again with the new access token: accepted.")));
             }
             Flash::new(FlashKind::Success, success_title(&action), success_body(&action, &answer)).with_steps(steps)
         }
@@ -230,7 +227,7 @@ async fn perform(
             return step_up(state, id, session, action, &call, &acr, challenge).await;
         }
         Ok(ApiOutcome::StepUp(challenge)) => {
-            steps.push(format!("{call} was refused again: {}", challenge.raw));
+            steps.push(Step::with_code(format!("{call} was refused again:"), challenge.raw));
             Flash::new(
                 FlashKind::Error,
                 "That still needs a stronger sign-in",
@@ -268,9 +265,9 @@ async fn step_up(
         asked.push(format!("max_age={max_age}"));
     }
     let steps = vec![
-        format!("Acme Bank called {call} with your access token (acr {acr})."),
-        format!("The API refused it: 401 WWW-Authenticate: {}", challenge.raw),
-        format!("Acme Bank sent you to Ladder asking for {}.", asked.join(" and ")),
+        Step::new(format!("Acme Bank called {call} with your access token (acr {acr}).")),
+        Step::with_code("The API refused it with 401 and", format!("WWW-Authenticate: {}", challenge.raw)),
+        Step::with_code("Acme Bank sent you to Ladder asking for", asked.join("&")),
     ];
     tracing::info!(challenge = %challenge.raw, "step-up required");
     let request = AuthRequest {
