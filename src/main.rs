@@ -417,6 +417,10 @@ fn serve(settings: Settings) -> Result<()> {
     let (issuer, bind) = (settings.server.issuer.clone(), settings.server.bind.clone());
     let db_label = redact(&settings.database.url);
     let first_run = db.read(users::count_users)? == 0;
+    let metrics_listener = match settings.metrics.bind.as_str() {
+        "" => None,
+        addr => Some(TcpListener::bind(addr).with_context(|| format!("cannot serve metrics on {addr}"))?),
+    };
     let state = build_state(settings, db, server_key, Arc::new(SystemClock))?;
     tracing::info!(%issuer, %bind, database = %db_label, "Ladder is listening");
     if first_run {
@@ -429,7 +433,12 @@ fn serve(settings: Settings) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let server = ladder_server::run(actix_web_data(state), listener)?;
+        let state = actix_web_data(state);
+        if let Some(listener) = metrics_listener {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+            tokio::spawn(ladder_server::startup::run_metrics(state.clone(), listener)?);
+        }
+        let server = ladder_server::run(state, listener)?;
         server.await?;
         Ok(())
     })

@@ -52,6 +52,7 @@ impl Clock for TestClock {
 pub struct TestApp {
     pub issuer: String,
     pub database_url: String,
+    pub metrics_url: String,
     pub policy: ladder_server::settings::Policy,
     pub db: Db,
     pub clock: Arc<TestClock>,
@@ -120,7 +121,10 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let state = SharedState::new(state);
     let server = ladder_server::run(state.clone(), listener).unwrap();
     tokio::spawn(server);
-    TestApp { issuer, database_url, policy, db, clock, state, server_key, _dir: dir }
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
+    tokio::spawn(ladder_server::startup::run_metrics(state.clone(), metrics_listener).unwrap());
+    TestApp { issuer, database_url, metrics_url, policy, db, clock, state, server_key, _dir: dir }
 }
 
 impl TestApp {

@@ -224,3 +224,28 @@ async fn audit_chain_verifies_and_a_tampered_row_is_found() {
     let out = String::from_utf8_lossy(&broken.stdout);
     assert!(out.contains("BROKEN at event #2"), "{out}");
 }
+
+#[tokio::test]
+async fn metrics_move_after_a_step_up() {
+    let app = spawn_app_with(|s| s.risk.rules = vec![rule(SignalKind::NewDevice)]).await;
+    let client = app.add_client(false);
+    let alice = app.add_user("alice");
+    let secret = app.enrol_totp(&alice);
+    let scrape = || async { reqwest::get(&app.metrics_url).await.unwrap().text().await.unwrap() };
+    let before = scrape().await;
+    assert!(!before.contains("ladder_authentications_total{"), "{before}");
+    let browser = Browser::new();
+    let (_, html) = browser.open(&app, &app.authorize_url(&client, &[])).await.page();
+    let (_, html) = browser.submit_login(&app, &html, "alice", PASSWORD).await.page();
+    totp_step(&app, &client, &browser, &html, "new device", &secret).await;
+    let after = scrape().await;
+    assert!(after.contains(r#"ladder_authentications_total{kind="login",level="urn:ladder:loa:2",outcome="success"} 1"#), "{after}");
+    assert!(after.contains(r#"ladder_factor_attempts_total{factor="password",outcome="success"} 1"#), "{after}");
+    assert!(after.contains(r#"ladder_factor_attempts_total{factor="totp",outcome="success"} 1"#), "{after}");
+    assert!(after.contains(r#"ladder_risk_signals_total{signal="new_device"} 1"#), "{after}");
+    assert!(after.contains(r#"ladder_http_request_duration_seconds_count{route="/interaction/{id}/totp",status="303"} 1"#), "{after}");
+    assert!(after.contains("ladder_db_pool_connections{state=\"idle\"}"));
+    // Not on the public port.
+    let public = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(public.status(), reqwest::StatusCode::NOT_FOUND);
+}

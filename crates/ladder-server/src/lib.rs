@@ -13,6 +13,7 @@ pub mod grant;
 pub mod interaction;
 pub mod jwt;
 pub mod manage;
+pub mod metrics;
 pub mod params;
 pub mod risk;
 pub mod session;

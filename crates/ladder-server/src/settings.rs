@@ -19,6 +19,7 @@ pub struct Settings {
     pub login: LoginSettings,
     pub totp: TotpSettings,
     pub webauthn: WebauthnSettings,
+    pub metrics: MetricsSettings,
     /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
@@ -38,6 +39,7 @@ impl Default for Settings {
             login: Default::default(),
             totp: Default::default(),
             webauthn: Default::default(),
+            metrics: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
             risk: RiskConfig::default(),
@@ -55,6 +57,19 @@ pub struct TotpSettings {
 impl Default for TotpSettings {
     fn default() -> Self {
         TotpSettings { issuer_label: "Ladder".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served (Prometheus text format); empty turns it off.
+    pub bind: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { bind: "127.0.0.1:9464".into() }
     }
 }
 

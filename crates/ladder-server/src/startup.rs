@@ -133,6 +133,7 @@ pub fn build_state(
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?,
         webauthn,
+        metrics: Default::default(),
         policy,
         settings,
     })
@@ -214,6 +215,20 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::REFERRER_POLICY, "no-referrer")),
             )
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let started = std::time::Instant::now();
+                let state = req.app_data::<web::Data<AppState>>().cloned();
+                let fut = srv.call(req);
+                async move {
+                    let resp = fut.await?;
+                    if let Some(state) = state {
+                        let route = resp.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                        state.metrics.http(&route, resp.status().as_u16(), started.elapsed());
+                    }
+                    Ok(resp)
+                }
+            })
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024).error_handler(|err, _| {
@@ -227,6 +242,16 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Serves `/metrics` on its own listener (kept off the public port).
+pub fn run_metrics(state: SharedState, listener: TcpListener) -> Result<Server, StartError> {
+    Ok(HttpServer::new(move || {
+        App::new().app_data(state.clone()).route("/metrics", web::get().to(crate::metrics::scrape))
+    })
+    .workers(1)
+    .listen(listener)?
+    .run())
 }
 
 async fn not_found() -> HttpResponse {

@@ -30,6 +30,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The WebAuthn relying party; None when the issuer has no domain (passkeys need one).
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// `__Host-` cookies need Secure, which needs https; plain names are used on an http issuer.

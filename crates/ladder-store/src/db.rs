@@ -137,6 +137,12 @@ impl Db {
         self.is_sqlite
     }
 
+    /// (idle, total) connections in the pool.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.idle_connections, s.connections)
+    }
+
     /// Applies pending migrations; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;

@@ -493,6 +493,7 @@ async fn audit_unmet(
     current: Option<&ActiveSession>,
     evaluation: &Evaluation,
 ) -> Result<(), AppError> {
+    state.metrics.authentication("stepup", evaluation.target.level.name(), "unmet", 0);
     let info = ClientInfo::from_request(req);
     let (user_id, session_id) = (current.map(|c| c.user.id.clone()), current.map(|c| c.session.id.clone()));
     let client_id = request.client_id.clone();

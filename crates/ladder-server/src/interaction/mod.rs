@@ -154,6 +154,10 @@ async fn complete(
         "raised_by": stepup::raise_reasons(&evaluation.target),
         "signals": crate::endpoints::authorize::signal_kinds(&risk.signals),
     });
+    let (level, started) = (evaluation.target.level.name().to_owned(), request.requested_at);
+    for s in &risk.signals {
+        state.metrics.signal(s.kind.as_str());
+    }
     let location = state
         .write(move |conn| {
             if !interactions::delete_interaction(conn, &id)? {
@@ -171,6 +175,7 @@ async fn complete(
             grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now).map(Some)
         })
         .await?;
+    state.metrics.authentication(kind, &level, "success", now - started);
     location.ok_or_else(expired)
 }
 
@@ -193,6 +198,7 @@ async fn fail_unmet(
         "target": evaluation.target.level.name(),
         "raised_by": stepup::raise_reasons(&evaluation.target),
     });
+    state.metrics.authentication("stepup", evaluation.target.level.name(), "unmet", 0);
     let error = unmet();
     let mut pairs = vec![("error", error.code), ("error_description", error.description.as_str())];
     if let Some(s) = &request.state {

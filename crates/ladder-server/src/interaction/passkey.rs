@@ -350,6 +350,7 @@ async fn audit_failure(
     kind: &'static str,
     error: &'static str,
 ) -> Result<(), AppError> {
+    state.metrics.factor("passkey", "failure");
     let (now, user_id, client_id, info) = (state.now(), user_id.map(str::to_owned), pending.client.id.clone(), info.clone());
     let reason = pending.request.stepup_reason.clone();
     state
@@ -369,6 +370,7 @@ async fn audit_failure(
 
 /// Where the browser goes next (the RP, or the next step), with the rotated session cookie.
 async fn continue_json(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, OAuthError> {
+    state.metrics.factor("passkey", "success");
     let active = session::by_token(state, token.clone()).await?;
     let page_error = |e: crate::errors::PageError| failed(e.status.as_u16(), &e.message);
     let next = advance(state, req, pending, active).await.map_err(page_error)?;

@@ -98,6 +98,7 @@ pub async fn submit(
                 )
             })
             .await?;
+        state.metrics.factor("password", "failure");
         return again(&state, &req, &pending, GENERIC_FAILURE.into(), StatusCode::OK).await;
     };
 
@@ -156,5 +157,6 @@ pub async fn submit(
             Ok(token)
         })
         .await?;
+    state.metrics.factor("password", "success");
     after_step(&state, &req, &pending, token).await
 }

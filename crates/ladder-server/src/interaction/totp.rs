@@ -122,6 +122,12 @@ pub async fn verify(
         })
         .await?;
 
+    let outcome_label = match &outcome {
+        Outcome::Accepted { .. } => "success",
+        Outcome::Wrong => "failure",
+        Outcome::Replayed => "replayed",
+    };
+    state.metrics.factor(factor.as_str(), outcome_label);
     match outcome {
         Outcome::Accepted { token, recovery_left: None } => after_step(&state, &req, &pending, token).await,
         Outcome::Accepted { token, recovery_left: Some(left) } => {
@@ -248,6 +254,7 @@ pub async fn enrol(
         })
         .await?;
 
+    state.metrics.factor("totp_enrolment", if matches!(outcome, Enrolled::Done { .. }) { "success" } else { "failure" });
     match outcome {
         Enrolled::Done { token, codes } => {
             let page = RecoveryCodesPage { codes, continue_url: pending.url(), client_name: pending.client.name.clone() };
