@@ -249,3 +249,27 @@ async fn metrics_move_after_a_step_up() {
     let public = reqwest::get(app.url("/metrics")).await.unwrap();
     assert_eq!(public.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn audit_events_are_mirrored_to_a_json_lines_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let file = path.display().to_string();
+    let app = spawn_app_with(|s| s.audit.mirror_file = file).await;
+    let client = app.add_client(false);
+    app.add_user("alice");
+    Browser::new().sign_in(&app, &app.authorize_url(&client, &[]), "alice").await;
+    let count = app.db.read(|c| ladder_store::audit::list_events(c, 1000)).unwrap().len();
+    let mut lines = vec![];
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_owned).collect();
+        if lines.len() >= count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines.len(), count);
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "login");
+    assert_eq!(last["detail"]["achieved_acr"], "urn:ladder:loa:1");
+}

@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod audit_mirror;
 pub mod backchannel;
 pub mod browser;
 pub mod client_auth;

@@ -20,6 +20,7 @@ pub struct Settings {
     pub totp: TotpSettings,
     pub webauthn: WebauthnSettings,
     pub metrics: MetricsSettings,
+    pub audit: AuditSettings,
     /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
@@ -40,6 +41,7 @@ impl Default for Settings {
             totp: Default::default(),
             webauthn: Default::default(),
             metrics: Default::default(),
+            audit: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
             risk: RiskConfig::default(),
@@ -58,6 +60,13 @@ impl Default for TotpSettings {
     fn default() -> Self {
         TotpSettings { issuer_label: "Ladder".into() }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// A file to append every audit event to, as JSON lines; empty for none.
+    pub mirror_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
