@@ -387,3 +387,22 @@ async fn discovery_lists_the_lifecycle_endpoints() {
     assert!(doc["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("private_key_jwt")));
     assert_eq!(doc["backchannel_logout_supported"], true);
 }
+
+#[tokio::test]
+async fn expired_rows_are_purged_and_live_ones_kept() {
+    let app = spawn_app().await;
+    let client = app.add_client(false);
+    let (browser, tokens) = signed_in(&app, &client).await;
+    // Leave an interaction and a code behind, then let a couple of days pass.
+    browser.open(&app, &app.authorize_url(&client, &[("prompt", "login")])).await.page();
+    browser.open(&app, &app.authorize_url(&client, &[("prompt", "none")])).await.rp();
+    app.clock.advance(2 * 24 * 3600 + 60);
+    let purged = ladder_server::maintenance::purge_now(&app.state).await.unwrap();
+    assert!(purged.interactions >= 1 && purged.codes >= 2 && purged.access_tokens >= 1, "{purged:?}");
+    assert!(purged.sessions >= 1, "the session expired (24 h absolute) and went: {purged:?}");
+    // The refresh token (30 days) is still live, and still works.
+    let (status, body) = refresh(&app, &client, s(&tokens, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again = ladder_server::maintenance::purge_now(&app.state).await.unwrap();
+    assert_eq!(again.refresh_tokens, 0);
+}

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod grant;
 pub mod interaction;
 pub mod jwt;
+pub mod maintenance;
 pub mod manage;
 pub mod metrics;
 pub mod params;

@@ -21,6 +21,7 @@ pub struct Settings {
     pub webauthn: WebauthnSettings,
     pub metrics: MetricsSettings,
     pub audit: AuditSettings,
+    pub maintenance: MaintenanceSettings,
     /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
@@ -42,6 +43,7 @@ impl Default for Settings {
             webauthn: Default::default(),
             metrics: Default::default(),
             audit: Default::default(),
+            maintenance: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
             risk: RiskConfig::default(),
@@ -59,6 +61,19 @@ pub struct TotpSettings {
 impl Default for TotpSettings {
     fn default() -> Self {
         TotpSettings { issuer_label: "Ladder".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// How often expired rows are purged; 0 turns the purge off.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        MaintenanceSettings { purge_interval_secs: 300 }
     }
 }
 

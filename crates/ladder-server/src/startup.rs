@@ -206,6 +206,7 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
         n => n,
     };
     crate::backchannel::spawn_worker(state.clone());
+    crate::maintenance::spawn(state.clone());
     if !state.settings.audit.mirror_file.is_empty() {
         crate::audit_mirror::spawn(state.clone(), state.settings.audit.mirror_file.clone().into());
     }

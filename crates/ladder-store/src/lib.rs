@@ -14,6 +14,7 @@ pub mod interactions;
 pub mod keys;
 pub mod logout;
 pub mod passkeys;
+pub mod purge;
 pub mod sessions;
 pub mod throttles;
 pub mod users;
