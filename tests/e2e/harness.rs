@@ -51,6 +51,8 @@ impl Clock for TestClock {
 
 pub struct TestApp {
     pub issuer: String,
+    /// Where this node listens (the issuer, except for a peer node).
+    pub base: String,
     pub database_url: String,
     pub metrics_url: String,
     pub policy: ladder_server::settings::Policy,
@@ -99,7 +101,23 @@ pub async fn spawn_localhost_app() -> TestApp {
     spawn("localhost", |_| {}).await
 }
 
+/// A second node of the same deployment: same database, same server key, same issuer.
+pub async fn spawn_peer(of: &TestApp) -> TestApp {
+    let peer = Peer { database_url: of.database_url.clone(), server_key: of.server_key.clone(), issuer: of.issuer.clone() };
+    spawn_node("127.0.0.1", Some(peer), |_| {}).await
+}
+
+struct Peer {
+    database_url: String,
+    server_key: ServerKey,
+    issuer: String,
+}
+
 async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_node(host, None, configure).await
+}
+
+async fn spawn_node(host: &str, peer: Option<Peer>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -107,6 +125,12 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.issuer = format!("http://{host}:{port}");
     settings.server.workers = 1;
     settings.database.url = test_database_url(&dir);
+    // A peer serves the same issuer from its own port.
+    let base = settings.server.issuer.clone();
+    if let Some(p) = &peer {
+        settings.server.issuer = p.issuer.clone();
+        settings.database.url = p.database_url.clone();
+    }
     settings.database.pool_size = 4;
     settings.security.server_key_file = dir.path().join("server.key").display().to_string();
     configure(&mut settings);
@@ -116,7 +140,7 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let policy = settings.policy().unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000)));
     let db = Db::connect(&settings.database.url, settings.database.pool_size).unwrap();
-    let (server_key, _) = ServerKey::generate();
+    let server_key = peer.map_or_else(|| ServerKey::generate().0, |p| p.server_key);
     let state = ladder_server::build_state(settings, db.clone(), server_key.clone(), clock.clone()).unwrap();
     let state = SharedState::new(state);
     let server = ladder_server::run(state.clone(), listener).unwrap();
@@ -124,12 +148,12 @@ async fn spawn(host: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let metrics_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr().unwrap());
     tokio::spawn(ladder_server::startup::run_metrics(state.clone(), metrics_listener).unwrap());
-    TestApp { issuer, database_url, metrics_url, policy, db, clock, state, server_key, _dir: dir }
+    TestApp { issuer, base, database_url, metrics_url, policy, db, clock, state, server_key, _dir: dir }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
+        format!("{}{path}", self.base)
     }
 
     pub fn now(&self) -> i64 {

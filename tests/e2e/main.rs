@@ -14,5 +14,6 @@ mod conformance;
 mod login;
 mod passkeys;
 mod risk;
+mod scale_out;
 mod stepup;
 mod token_errors;
