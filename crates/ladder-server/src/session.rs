@@ -85,3 +85,34 @@ pub fn add_proof(conn: &mut Conn, session_id: &str, proof: &ProvenFactor, client
     sessions::rotate_token(conn, session_id, &sha256_hex(&token), proof.proven_at)?;
     Ok(token)
 }
+
+/// How a fresh proof joins the browser's sessions: the same user proving again continues their
+/// session; anyone else starts a new one, and the browser's previous session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    Same(String),
+    New { previous: Option<String> },
+}
+
+pub async fn continuation(state: &AppState, req: &HttpRequest, user_id: &str) -> Result<Continuation, AppError> {
+    Ok(match current(state, req).await? {
+        Some(c) if c.user.id == user_id => Continuation::Same(c.session.id),
+        Some(c) => Continuation::New { previous: Some(c.session.id) },
+        None => Continuation::New { previous: None },
+    })
+}
+
+/// Records the proof the way `continuation` says; returns the session id and its new cookie token.
+pub fn record_proof(
+    conn: &mut Conn,
+    continuation: &Continuation,
+    user_id: &str,
+    proof: &ProvenFactor,
+    client: &ClientInfo,
+    absolute_timeout: i64,
+) -> Result<(String, String), StoreError> {
+    match continuation {
+        Continuation::Same(id) => Ok((id.clone(), add_proof(conn, id, proof, client)?)),
+        Continuation::New { previous } => start(conn, user_id, previous.as_deref(), proof, client, absolute_timeout),
+    }
+}

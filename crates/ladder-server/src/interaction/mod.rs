@@ -79,6 +79,16 @@ pub async fn load_for_post(state: &AppState, req: &HttpRequest, id: String, csrf
     Ok(pending)
 }
 
+/// The signed-in user this interaction continues (if the request is pinned, only that user), or
+/// None: the flow starts over at sign-in.
+pub async fn pinned_session(state: &AppState, req: &HttpRequest, pending: &Pending) -> Result<Option<ActiveSession>, AppError> {
+    Ok(session::current(state, req).await?.filter(|s| is_pinned_user(&pending.request, s)))
+}
+
+fn is_pinned_user(request: &AuthRequest, session: &ActiveSession) -> bool {
+    request.pinned_sub.as_deref().is_none_or(|pin| pin == session.user.id)
+}
+
 /// Where the flow stands.
 pub enum Next {
     /// Completed for this user: send the browser to the RP with its code.
@@ -96,7 +106,7 @@ pub async fn advance(
     pending: &Pending,
     active: Option<ActiveSession>,
 ) -> Result<Next, PageError> {
-    let active = active.filter(|s| pending.request.pinned_sub.as_deref().is_none_or(|pin| pin == s.user.id));
+    let active = active.filter(|s| is_pinned_user(&pending.request, s));
     let Some(active) = active else {
         let first = Step::Prove(Factor::Password);
         return Ok(Next::Step { step: first, reason: Reason::NoSession, why: None, session: None, enrolled: vec![] });

@@ -17,12 +17,12 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, Uuid, WebauthnError,
 };
 
-use super::{Pending, advance, leave_to, load};
+use super::{Pending, advance, leave_to, load, pinned_session};
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, check_csrf, session_cookie};
 use crate::crypto::random_token;
 use crate::errors::{AppError, OAuthError};
-use crate::session::{self, ActiveSession};
+use crate::session;
 use crate::state::AppState;
 
 const CHALLENGE_TTL: i64 = 300;
@@ -46,12 +46,6 @@ async fn pending_for(state: &AppState, req: &HttpRequest, id: String) -> Result<
 
 fn webauthn(state: &AppState) -> Result<&webauthn_rs::Webauthn, OAuthError> {
     state.webauthn.as_ref().ok_or_else(|| failed(501, "Passkeys are not available on this server."))
-}
-
-async fn pinned(state: &AppState, req: &HttpRequest, pending: &Pending) -> Result<Option<ActiveSession>, OAuthError> {
-    Ok(session::current(state, req)
-        .await?
-        .filter(|s| pending.request.pinned_sub.as_deref().is_none_or(|pin| pin == s.user.id)))
 }
 
 fn parse_passkey(stored: &StoredPasskey) -> Result<Passkey, AppError> {
@@ -98,7 +92,7 @@ pub async fn sign_in_options(
     let pending = pending_for(&state, &req, path.into_inner()).await?;
     let webauthn = webauthn(&state)?;
     let username = body.map(|b| b.into_inner().username.trim().to_owned()).unwrap_or_default();
-    let user_id = match pinned(&state, &req, &pending).await? {
+    let user_id = match pinned_session(&state, &req, &pending).await? {
         Some(active) => Some(active.user.id),
         None if !username.is_empty() => {
             let found = state.read(move |conn| users::find_user_by_username(conn, &username)).await?;
@@ -207,22 +201,12 @@ pub async fn sign_in(
     passkey.update_credential(&result);
     let updated = serde_json::to_string(&passkey).map_err(AppError::from)?;
     let proof = ProvenFactor { factor: Factor::Passkey, proven_at: now, user_verified: result.user_verified() };
-    let (same, other) = match session::current(&state, &req).await? {
-        Some(c) if c.user.id == user.id => (Some(c.session.id), None),
-        Some(c) => (None, Some(c.session.id)),
-        None => (None, None),
-    };
+    let continuation = session::continuation(&state, &req, &user.id).await?;
     let (absolute, client_id, passkey_id) = (state.settings.session.absolute_timeout_secs, pending.client.id.clone(), stored.id.clone());
     let token = state
         .write(move |conn| {
             passkeys::record_use(conn, &passkey_id, &updated, now)?;
-            let (session_id, token) = match same {
-                Some(id) => {
-                    let token = session::add_proof(conn, &id, &proof, &info)?;
-                    (id, token)
-                }
-                None => session::start(conn, &user.id, other.as_deref(), &proof, &info, absolute)?,
-            };
+            let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &info, absolute)?;
             audit::record(
                 conn,
                 now,
@@ -242,7 +226,7 @@ pub async fn sign_in(
 pub async fn register_options(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, OAuthError> {
     let pending = pending_for(&state, &req, path.into_inner()).await?;
     let webauthn = webauthn(&state)?;
-    let Some(active) = pinned(&state, &req, &pending).await? else {
+    let Some(active) = pinned_session(&state, &req, &pending).await? else {
         return Err(failed(403, "Sign in first, then add a passkey."));
     };
     let user_id = active.user.id.clone();
@@ -270,7 +254,7 @@ pub async fn register(
     let webauthn = webauthn(&state)?;
     let finish = body.into_inner();
     let info = ClientInfo::from_request(&req);
-    let Some(active) = pinned(&state, &req, &pending).await? else {
+    let Some(active) = pinned_session(&state, &req, &pending).await? else {
         return Err(failed(403, "Sign in first, then add a passkey."));
     };
     let challenge = take(&state, &pending, &finish.challenge_id, &["register"]).await?;

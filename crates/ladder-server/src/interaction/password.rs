@@ -126,25 +126,13 @@ pub async fn submit(
     }
 
     let proof = ProvenFactor { factor: Factor::Password, proven_at: now, user_verified: false };
-    // The same user proving again continues their session; anyone else starts a new one and the
-    // browser's previous session ends.
-    let (same, other) = match session::current(&state, &req).await? {
-        Some(c) if c.user.id == user.id => (Some(c.session.id), None),
-        Some(c) => (None, Some(c.session.id)),
-        None => (None, None),
-    };
+    let continuation = session::continuation(&state, &req, &user.id).await?;
     let absolute = state.settings.session.absolute_timeout_secs;
     let client_id = pending.client.id.clone();
     let token = state
         .write(move |conn| {
             attempts::record_success(conn, &keys)?;
-            let (session_id, token) = match same {
-                Some(id) => {
-                    let token = session::add_proof(conn, &id, &proof, &client)?;
-                    (id, token)
-                }
-                None => session::start(conn, &user.id, other.as_deref(), &proof, &client, absolute)?,
-            };
+            let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &client, absolute)?;
             audit::record(
                 conn,
                 now,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{self, NoticePage, RecoveryCodesPage, totp_context};
-use super::{Pending, after_step, load_for_post, see_other};
+use super::{Pending, after_step, load_for_post, pinned_session, see_other};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, session_cookie};
@@ -46,13 +46,6 @@ enum Outcome {
     Replayed,
 }
 
-/// The signed-in user this interaction continues, or None (the flow starts over at sign-in).
-async fn pinned(state: &AppState, req: &HttpRequest, pending: &Pending) -> Result<Option<ActiveSession>, PageError> {
-    Ok(session::current(state, req)
-        .await?
-        .filter(|s| pending.request.pinned_sub.as_deref().is_none_or(|pin| pin == s.user.id)))
-}
-
 #[tracing::instrument(name = "totp", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
@@ -62,7 +55,7 @@ pub async fn verify(
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
     let pending = load_for_post(&state, &req, path.into_inner(), &form.csrf).await?;
-    let Some(active) = pinned(&state, &req, &pending).await? else {
+    let Some(active) = pinned_session(&state, &req, &pending).await? else {
         return Ok(see_other(&pending.url()));
     };
     let client = ClientInfo::from_request(&req);
@@ -191,7 +184,7 @@ pub async fn enrol(
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
     let pending = load_for_post(&state, &req, path.into_inner(), &form.csrf).await?;
-    let Some(active) = pinned(&state, &req, &pending).await? else {
+    let Some(active) = pinned_session(&state, &req, &pending).await? else {
         return Ok(see_other(&pending.url()));
     };
     let client = ClientInfo::from_request(&req);
