@@ -73,10 +73,16 @@ async fn transfer(
     body: web::Json<TransferRequest>,
 ) -> HttpResponse {
     // The route let any valid token in; the amount decides what this call needs.
-    if let Err(refusal) = state.guard.authorize(&token, &transfer_requirement(&state, body.amount)) {
+    if let Err(refusal) = state
+        .guard
+        .authorize(&token, &transfer_requirement(&state, body.amount))
+    {
         return refusal.error_response();
     }
-    match state.bank.transfer(token.sub(), &body.payee_id, body.amount, token.acr(), now()) {
+    match state
+        .bank
+        .transfer(token.sub(), &body.payee_id, body.amount, token.acr(), now())
+    {
         Ok(transfer) => HttpResponse::Ok().json(json!({
             "transfer": transfer,
             "balance": state.bank.account(token.sub()).balance,
@@ -91,14 +97,22 @@ pub struct NewPayee {
     pub account: String,
 }
 
-async fn add_payee(state: web::Data<AppState>, token: VerifiedToken, body: web::Json<NewPayee>) -> HttpResponse {
+async fn add_payee(
+    state: web::Data<AppState>,
+    token: VerifiedToken,
+    body: web::Json<NewPayee>,
+) -> HttpResponse {
     match state.bank.add_payee(token.sub(), &body.name, &body.account) {
         Ok(payee) => HttpResponse::Created().json(json!({ "payee": payee })),
         Err(e) => refused(e),
     }
 }
 
-async fn remove_payee(state: web::Data<AppState>, token: VerifiedToken, id: web::Path<String>) -> HttpResponse {
+async fn remove_payee(
+    state: web::Data<AppState>,
+    token: VerifiedToken,
+    id: web::Path<String>,
+) -> HttpResponse {
     match state.bank.remove_payee(token.sub(), &id) {
         Ok(payee) => HttpResponse::Ok().json(json!({ "removed": payee })),
         Err(e) => refused(e),
@@ -106,5 +120,6 @@ async fn remove_payee(state: web::Data<AppState>, token: VerifiedToken, id: web:
 }
 
 fn refused(e: BankError) -> HttpResponse {
-    HttpResponse::UnprocessableEntity().json(json!({ "error": "refused", "error_description": e.to_string() }))
+    HttpResponse::UnprocessableEntity()
+        .json(json!({ "error": "refused", "error_description": e.to_string() }))
 }

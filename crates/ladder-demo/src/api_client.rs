@@ -39,7 +39,9 @@ pub async fn call(
         Ok(tokens) => {
             tracing::info!("access token refreshed");
             user.tokens = tokens;
-            Ok(send(state, &user.tokens.access_token, method, path, body).await?.outcome())
+            Ok(send(state, &user.tokens.access_token, method, path, body)
+                .await?
+                .outcome())
         }
         Err(e) => Ok(ApiOutcome::SignInAgain(format!("{e:#}"))),
     }
@@ -68,13 +70,25 @@ impl Answer {
     }
 }
 
-async fn send(state: &AppState, access_token: &str, method: Method, path: &str, body: Option<&Value>) -> Result<Answer> {
+async fn send(
+    state: &AppState,
+    access_token: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Answer> {
     let url = format!("{}{path}", state.config.api_url);
-    let mut request = state.api_http.request(method, &url).bearer_auth(access_token);
+    let mut request = state
+        .api_http
+        .request(method, &url)
+        .bearer_auth(access_token);
     if let Some(body) = body {
         request = request.json(body);
     }
-    let response = request.send().await.with_context(|| format!("calling {url}"))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("calling {url}"))?;
     let status = response.status();
     let challenge = response
         .headers()

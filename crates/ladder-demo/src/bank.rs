@@ -81,7 +81,9 @@ pub struct Bank {
 impl Bank {
     fn with<T>(&self, sub: &str, f: impl FnOnce(&mut Account) -> T) -> T {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        f(accounts.entry(sub.to_owned()).or_insert_with(Account::opening))
+        f(accounts
+            .entry(sub.to_owned())
+            .or_insert_with(Account::opening))
     }
 
     pub fn account(&self, sub: &str) -> Account {
@@ -100,9 +102,16 @@ impl Bank {
             if amount.cents() <= 0 {
                 return Err(BankError::ZeroAmount);
             }
-            let payee = a.payees.iter().find(|p| p.id == payee_id).ok_or(BankError::UnknownPayee)?;
+            let payee = a
+                .payees
+                .iter()
+                .find(|p| p.id == payee_id)
+                .ok_or(BankError::UnknownPayee)?;
             let payee = payee.name.clone();
-            a.balance = a.balance.checked_sub(amount).ok_or(BankError::InsufficientFunds)?;
+            a.balance = a
+                .balance
+                .checked_sub(amount)
+                .ok_or(BankError::InsufficientFunds)?;
             let transfer = Transfer {
                 id: a.next(),
                 payee,
@@ -119,10 +128,14 @@ impl Bank {
     pub fn add_payee(&self, sub: &str, name: &str, account: &str) -> Result<Payee, BankError> {
         let (name, account) = (name.trim(), account.trim());
         if name.is_empty() || name.len() > 60 {
-            return Err(BankError::InvalidPayee("Give the payee a name (up to 60 characters)."));
+            return Err(BankError::InvalidPayee(
+                "Give the payee a name (up to 60 characters).",
+            ));
         }
         if account.len() < 6 || account.len() > 40 {
-            return Err(BankError::InvalidPayee("Enter the payee's account number (6 to 40 characters)."));
+            return Err(BankError::InvalidPayee(
+                "Enter the payee's account number (6 to 40 characters).",
+            ));
         }
         self.with(sub, |a| {
             let payee = Payee {
@@ -137,7 +150,11 @@ impl Bank {
 
     pub fn remove_payee(&self, sub: &str, payee_id: &str) -> Result<Payee, BankError> {
         self.with(sub, |a| {
-            let at = a.payees.iter().position(|p| p.id == payee_id).ok_or(BankError::UnknownPayee)?;
+            let at = a
+                .payees
+                .iter()
+                .position(|p| p.id == payee_id)
+                .ok_or(BankError::UnknownPayee)?;
             Ok(a.payees.remove(at))
         })
     }
@@ -150,21 +167,34 @@ mod tests {
     #[test]
     fn transfers_move_money_once() {
         let bank = Bank::default();
-        let t = bank.transfer("u", "p1", Money::from_units(100), Some("loa1"), 1).unwrap();
+        let t = bank
+            .transfer("u", "p1", Money::from_units(100), Some("loa1"), 1)
+            .unwrap();
         assert_eq!(t.payee, "City Power & Light");
         assert_eq!(bank.account("u").balance, Money::from_cents(1_235_000));
         assert_eq!(
-            bank.transfer("u", "p1", Money::from_units(1_000_000), None, 2).unwrap_err(),
+            bank.transfer("u", "p1", Money::from_units(1_000_000), None, 2)
+                .unwrap_err(),
             BankError::InsufficientFunds
         );
-        assert_eq!(bank.transfer("u", "nope", Money::from_units(1), None, 2).unwrap_err(), BankError::UnknownPayee);
-        assert_eq!(bank.account("other").balance, Money::from_cents(1_245_000), "accounts are per user");
+        assert_eq!(
+            bank.transfer("u", "nope", Money::from_units(1), None, 2)
+                .unwrap_err(),
+            BankError::UnknownPayee
+        );
+        assert_eq!(
+            bank.account("other").balance,
+            Money::from_cents(1_245_000),
+            "accounts are per user"
+        );
     }
 
     #[test]
     fn payees_are_added_and_removed() {
         let bank = Bank::default();
-        let p = bank.add_payee("u", " Corner Shop ", "NL91ABNA0417164300").unwrap();
+        let p = bank
+            .add_payee("u", " Corner Shop ", "NL91ABNA0417164300")
+            .unwrap();
         assert_eq!(p.name, "Corner Shop");
         assert_eq!(bank.account("u").payees.len(), 3);
         assert!(bank.add_payee("u", "", "NL91ABNA0417164300").is_err());

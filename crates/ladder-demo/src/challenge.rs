@@ -109,16 +109,23 @@ mod tests {
         let step_up = BearerChallenge::parse(header).unwrap().step_up().unwrap();
         assert_eq!(step_up.acr_values, ["urn:ladder:loa:2"]);
         assert_eq!(step_up.max_age, Some(300));
-        assert_eq!(step_up.description.as_deref(), Some("A higher level of authentication is required."));
+        assert_eq!(
+            step_up.description.as_deref(),
+            Some("A higher level of authentication is required.")
+        );
     }
 
     #[test]
     fn tokens_escapes_and_other_errors() {
-        let c = BearerChallenge::parse(r#"bearer realm="a \"b\", c", max_age=60, acr_values="x y""#).unwrap();
+        let c =
+            BearerChallenge::parse(r#"bearer realm="a \"b\", c", max_age=60, acr_values="x y""#)
+                .unwrap();
         assert_eq!(c.param("realm"), Some(r#"a "b", c"#));
         assert_eq!(c.param("max_age"), Some("60"));
         assert_eq!(c.step_up(), None, "no error: not a step-up");
-        let expired = BearerChallenge::parse(r#"Bearer error="invalid_token", error_description="expired""#).unwrap();
+        let expired =
+            BearerChallenge::parse(r#"Bearer error="invalid_token", error_description="expired""#)
+                .unwrap();
         assert_eq!(expired.error(), Some("invalid_token"));
         assert!(BearerChallenge::parse("Basic realm=x").is_none());
         assert_eq!(BearerChallenge::parse("Bearer").unwrap().error(), None);

@@ -53,18 +53,22 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         let transfer_threshold = match get("DEMO_TRANSFER_THRESHOLD") {
-            Some(v) => Money::parse(&v).with_context(|| format!("DEMO_TRANSFER_THRESHOLD={v:?} is not an amount"))?,
+            Some(v) => Money::parse(&v)
+                .with_context(|| format!("DEMO_TRANSFER_THRESHOLD={v:?} is not an amount"))?,
             None => Money::from_units(1_000),
         };
         let step_up_max_age = match get("DEMO_STEP_UP_MAX_AGE") {
-            Some(v) => v.parse().with_context(|| format!("DEMO_STEP_UP_MAX_AGE={v:?} is not a number of seconds"))?,
+            Some(v) => v.parse().with_context(|| {
+                format!("DEMO_STEP_UP_MAX_AGE={v:?} is not a number of seconds")
+            })?,
             None => 300,
         };
         if step_up_max_age < 0 {
             bail!("DEMO_STEP_UP_MAX_AGE must not be negative");
         }
         let api_audience = get("DEMO_API_AUDIENCE").unwrap_or_else(|| format!("{public_url}/api"));
-        let api_url = get("DEMO_API_URL").unwrap_or_else(|| format!("http://{}/api", loopback_for(&bind)));
+        let api_url =
+            get("DEMO_API_URL").unwrap_or_else(|| format!("http://{}/api", loopback_for(&bind)));
         Ok(Config {
             issuer: get("LADDER_ISSUER")
                 .unwrap_or_else(|| "http://localhost:8080".to_owned())
@@ -105,7 +109,12 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches(['"', '\'']).to_owned()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_owned(),
+                v.trim().trim_matches(['"', '\'']).to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -126,7 +135,8 @@ mod tests {
 
     #[test]
     fn env_file_lines() {
-        let vars = parse_env_file("# seeded\nexport DEMO_CLIENT_ID=abc\n\nDEMO_CLIENT_SECRET=\"s=1\"\n");
+        let vars =
+            parse_env_file("# seeded\nexport DEMO_CLIENT_ID=abc\n\nDEMO_CLIENT_SECRET=\"s=1\"\n");
         assert_eq!(vars["DEMO_CLIENT_ID"], "abc");
         assert_eq!(vars["DEMO_CLIENT_SECRET"], "s=1");
         assert_eq!(vars.len(), 2);

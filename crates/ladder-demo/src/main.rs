@@ -27,7 +27,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ladder-demo", about = "Acme Bank: a demo relying party that steps up with Ladder")]
+#[command(
+    name = "ladder-demo",
+    about = "Acme Bank: a demo relying party that steps up with Ladder"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -59,7 +62,11 @@ enum Command {
         public_url: String,
         #[arg(long, default_value = "demo")]
         username: String,
-        #[arg(long, env = "DEMO_USER_PASSWORD", default_value = "correct horse battery staple")]
+        #[arg(
+            long,
+            env = "DEMO_USER_PASSWORD",
+            default_value = "correct horse battery staple"
+        )]
         password: String,
         /// Register a new client even if the env file names one that still exists.
         #[arg(long)]
@@ -70,14 +77,25 @@ enum Command {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
-        Command::Seed { ladder, config, database_url, env_file, issuer, public_url, username, password, force } => {
+        Command::Seed {
+            ladder,
+            config,
+            database_url,
+            env_file,
+            issuer,
+            public_url,
+            username,
+            password,
+            force,
+        } => {
             let mut ladder_args = Vec::new();
             if let Some(c) = config {
                 ladder_args.extend(["--config".to_owned(), c]);

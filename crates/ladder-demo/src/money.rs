@@ -22,7 +22,11 @@ impl Money {
 
     /// A non-negative amount with at most two decimals; commas and spaces group digits.
     pub fn parse(text: &str) -> Option<Money> {
-        let cleaned: String = text.trim().chars().filter(|c| *c != ',' && *c != ' ').collect();
+        let cleaned: String = text
+            .trim()
+            .chars()
+            .filter(|c| *c != ',' && *c != ' ')
+            .collect();
         let (whole, frac) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
         if whole.is_empty() && frac.is_empty() {
             return None;
@@ -31,7 +35,11 @@ impl Money {
         if !digits(whole) || !digits(frac) || frac.len() > 2 || whole.len() > 12 {
             return None;
         }
-        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
         let frac: i64 = format!("{frac:0<2}").parse().ok()?;
         Some(Money(whole * 100 + frac))
     }
@@ -48,7 +56,7 @@ impl fmt::Display for Money {
         let whole = (abs / 100).to_string();
         let mut grouped = String::new();
         for (i, c) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
+            if i > 0 && (whole.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(c);
@@ -60,7 +68,11 @@ impl fmt::Display for Money {
 /// JSON carries amounts as strings ("1500.00"), so no float ever touches money.
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}.{:02}", self.0 / 100, self.0.unsigned_abs() % 100))
+        s.serialize_str(&format!(
+            "{}.{:02}",
+            self.0 / 100,
+            self.0.unsigned_abs() % 100
+        ))
     }
 }
 
@@ -91,6 +103,9 @@ mod tests {
         assert_eq!(Money(123_456_789).to_string(), "1,234,567.89");
         assert_eq!(Money(100_000).to_string(), "1,000.00");
         assert_eq!(Money(5).to_string(), "0.05");
-        assert_eq!(serde_json::to_string(&Money(150_000)).unwrap(), "\"1500.00\"");
+        assert_eq!(
+            serde_json::to_string(&Money(150_000)).unwrap(),
+            "\"1500.00\""
+        );
     }
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreTokenResponse, CoreUserInfoClaims};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreTokenResponse, CoreUserInfoClaims,
+};
 use openidconnect::reqwest;
 use openidconnect::{
-    AccessToken, AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl,
-    RefreshToken, Scope, TokenResponse,
+    AccessToken, AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutRequest, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use tokio::sync::RwLock;
 
@@ -20,7 +22,14 @@ use crate::config::Config;
 use crate::session::{Identity, PendingAction, PendingLogin, Tokens};
 use crate::time::now;
 
-type Rp = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Rp = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Discovery results are reused for this long, then fetched again (new signing keys show up).
 const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
@@ -55,7 +64,11 @@ impl RelyingParty {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()?;
-        Ok(RelyingParty { config, http, provider: RwLock::new(None) })
+        Ok(RelyingParty {
+            config,
+            http,
+            provider: RwLock::new(None),
+        })
     }
 
     async fn provider(&self) -> Result<Arc<Provider>> {
@@ -75,7 +88,11 @@ impl RelyingParty {
             Some(ClientSecret::new(self.config.client_secret.clone())),
         )
         .set_redirect_uri(RedirectUrl::new(self.config.redirect_uri())?);
-        let provider = Arc::new(Provider { rp, end_session, fetched: Instant::now() });
+        let provider = Arc::new(Provider {
+            rp,
+            end_session,
+            fetched: Instant::now(),
+        });
         *self.provider.write().await = Some(provider.clone());
         Ok(provider)
     }
@@ -86,7 +103,11 @@ impl RelyingParty {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut auth = provider
             .rp
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
             .add_scope(Scope::new("profile".into()))
             .set_pkce_challenge(challenge);
         for acr in &request.acr_values {
@@ -117,14 +138,20 @@ impl RelyingParty {
             .request_async(&self.http)
             .await
             .map_err(|e| anyhow!("the token endpoint refused the code: {}", describe(&e)))?;
-        let id_token = response.id_token().context("the token response has no ID token")?;
+        let id_token = response
+            .id_token()
+            .context("the token response has no ID token")?;
         let claims: &CoreIdTokenClaims = id_token
-            .claims(&provider.rp.id_token_verifier(), &Nonce::new(pending.nonce.clone()))
+            .claims(
+                &provider.rp.id_token_verifier(),
+                &Nonce::new(pending.nonce.clone()),
+            )
             .context("the ID token did not validate")?;
         let auth_time = claims.auth_time().map(|t| t.timestamp());
         if let Some(max_age) = pending.request.max_age {
             // OIDC Core §3.1.3.7 (13): with max_age, auth_time must be present and recent enough.
-            let at = auth_time.context("max_age was requested but the ID token has no auth_time")?;
+            let at =
+                auth_time.context("max_age was requested but the ID token has no auth_time")?;
             if now() - at > max_age as i64 + 60 {
                 bail!("the ID token's auth_time is older than the max_age requested");
             }
@@ -133,10 +160,15 @@ impl RelyingParty {
             sub: claims.subject().to_string(),
             display_name: None,
             acr: claims.auth_context_ref().map(|a| a.to_string()),
-            amr: claims.auth_method_refs().map(|m| m.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
+            amr: claims
+                .auth_method_refs()
+                .map(|m| m.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
             auth_time,
         };
-        identity.display_name = self.display_name(&provider, response.access_token(), claims).await;
+        identity.display_name = self
+            .display_name(&provider, response.access_token(), claims)
+            .await;
         let tokens = Tokens {
             id_token: id_token.to_string(),
             access_token: response.access_token().secret().clone(),
@@ -147,7 +179,12 @@ impl RelyingParty {
     }
 
     /// The ID token's name claims, else what UserInfo says (OIDC Core §5.3).
-    async fn display_name(&self, provider: &Provider, access: &AccessToken, claims: &CoreIdTokenClaims) -> Option<String> {
+    async fn display_name(
+        &self,
+        provider: &Provider,
+        access: &AccessToken,
+        claims: &CoreIdTokenClaims,
+    ) -> Option<String> {
         let from_id = claims
             .name()
             .and_then(|n| n.get(None))
@@ -156,7 +193,10 @@ impl RelyingParty {
         if from_id.is_some() {
             return from_id;
         }
-        let request = provider.rp.user_info(access.clone(), Some(claims.subject().clone())).ok()?;
+        let request = provider
+            .rp
+            .user_info(access.clone(), Some(claims.subject().clone()))
+            .ok()?;
         let info: CoreUserInfoClaims = request.request_async(&self.http).await.ok()?;
         info.name()
             .and_then(|n| n.get(None))
@@ -175,7 +215,9 @@ impl RelyingParty {
             .await
             .map_err(|e| anyhow!("the refresh was refused: {}", describe(&e)))?;
         Ok(Tokens {
-            id_token: response.id_token().map_or_else(|| tokens.id_token.clone(), |t| t.to_string()),
+            id_token: response
+                .id_token()
+                .map_or_else(|| tokens.id_token.clone(), |t| t.to_string()),
             access_token: response.access_token().secret().clone(),
             refresh_token: response.refresh_token().map(|r| r.secret().clone()),
             access_expires_at: response.expires_in().map(|d| now() + d.as_secs() as i64),
@@ -185,12 +227,17 @@ impl RelyingParty {
     /// RP-initiated logout: Ladder ends its session and sends the browser back to the demo.
     pub async fn logout_url(&self, id_token: &str) -> Result<Option<String>> {
         let provider = self.provider().await?;
-        let Some(endpoint) = provider.end_session.clone() else { return Ok(None) };
+        let Some(endpoint) = provider.end_session.clone() else {
+            return Ok(None);
+        };
         let hint: openidconnect::core::CoreIdToken = id_token.parse()?;
         let url = LogoutRequest::from(endpoint)
             .set_id_token_hint(&hint)
             .set_client_id(ClientId::new(self.config.client_id.clone()))
-            .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(format!("{}/", self.config.public_url))?)
+            .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(format!(
+                "{}/",
+                self.config.public_url
+            ))?)
             .http_get_url();
         Ok(Some(url.to_string()))
     }
@@ -201,9 +248,9 @@ fn describe<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse + '
     e: &openidconnect::RequestTokenError<RE, T>,
 ) -> String {
     match e {
-        openidconnect::RequestTokenError::ServerResponse(r) => {
-            serde_json::to_value(r).map(|v| v.to_string()).unwrap_or_else(|_| e.to_string())
-        }
+        openidconnect::RequestTokenError::ServerResponse(r) => serde_json::to_value(r)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| e.to_string()),
         other => other.to_string(),
     }
 }

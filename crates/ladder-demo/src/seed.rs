@@ -36,7 +36,9 @@ impl Ladder {
             let candidate = exe.with_file_name(format!("ladder{}", std::env::consts::EXE_SUFFIX));
             candidate.is_file().then_some(candidate)
         });
-        let program = explicit.or(sibling).unwrap_or_else(|| PathBuf::from("ladder"));
+        let program = explicit
+            .or(sibling)
+            .unwrap_or_else(|| PathBuf::from("ladder"));
         Ladder { program, args }
     }
 
@@ -60,14 +62,19 @@ impl Ladder {
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("`ladder {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`ladder {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8(out.stdout)?)
     }
 
     fn json(&self, args: &[&str], stdin: Option<&str>) -> Result<Value> {
         let out = self.run(args, stdin)?;
-        serde_json::from_str(out.trim()).with_context(|| format!("`ladder {}` printed no JSON: {out}", args.join(" ")))
+        serde_json::from_str(out.trim())
+            .with_context(|| format!("`ladder {}` printed no JSON: {out}", args.join(" ")))
     }
 }
 
@@ -78,7 +85,10 @@ pub fn run(opts: SeedOptions) -> Result<()> {
     let existing = read_existing(&opts.env_file)?;
     let (client_id, client_secret) = match existing {
         Some((id, secret)) if !opts.force && client_exists(&ladder, &id)? => {
-            eprintln!("client {id} is already registered (from {}); reusing it", opts.env_file.display());
+            eprintln!(
+                "client {id} is already registered (from {}); reusing it",
+                opts.env_file.display()
+            );
             (id, secret)
         }
         _ => register_client(&ladder, &opts)?,
@@ -94,10 +104,16 @@ pub fn run(opts: SeedOptions) -> Result<()> {
     if let Some(dir) = opts.env_file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    write_private(&opts.env_file, &format!("# Written by `ladder-demo seed`; read by `ladder-demo` on start.\n{body}"))?;
+    write_private(
+        &opts.env_file,
+        &format!("# Written by `ladder-demo seed`; read by `ladder-demo` on start.\n{body}"),
+    )?;
 
     println!("Demo user:   {} / {}", opts.username, opts.password);
-    println!("Settings:    {} (read by ladder-demo on start)\n", opts.env_file.display());
+    println!(
+        "Settings:    {} (read by ladder-demo on start)\n",
+        opts.env_file.display()
+    );
     for (k, v) in vars {
         println!("export {k}={v}");
     }
@@ -107,9 +123,10 @@ pub fn run(opts: SeedOptions) -> Result<()> {
 
 fn ensure_user(ladder: &Ladder, opts: &SeedOptions) -> Result<()> {
     let users = ladder.json(&["user", "list", "--json"], None)?;
-    let exists = users
-        .as_array()
-        .is_some_and(|list| list.iter().any(|u| u["username"].as_str() == Some(opts.username.as_str())));
+    let exists = users.as_array().is_some_and(|list| {
+        list.iter()
+            .any(|u| u["username"].as_str() == Some(opts.username.as_str()))
+    });
     if exists {
         eprintln!("user {} already exists; keeping it", opts.username);
         return Ok(());
@@ -134,7 +151,11 @@ fn ensure_user(ladder: &Ladder, opts: &SeedOptions) -> Result<()> {
 
 fn register_client(ladder: &Ladder, opts: &SeedOptions) -> Result<(String, String)> {
     let public = &opts.public_url;
-    let (redirect, home, audience) = (format!("{public}/callback"), format!("{public}/"), format!("{public}/api"));
+    let (redirect, home, audience) = (
+        format!("{public}/callback"),
+        format!("{public}/"),
+        format!("{public}/api"),
+    );
     let out = ladder.json(
         &[
             "client",
@@ -159,22 +180,33 @@ fn register_client(ladder: &Ladder, opts: &SeedOptions) -> Result<(String, Strin
         ],
         None,
     )?;
-    let id = out["client_id"].as_str().context("no client_id in the output")?.to_owned();
-    let secret = out["client_secret"].as_str().context("no client_secret in the output")?.to_owned();
+    let id = out["client_id"]
+        .as_str()
+        .context("no client_id in the output")?
+        .to_owned();
+    let secret = out["client_secret"]
+        .as_str()
+        .context("no client_secret in the output")?
+        .to_owned();
     eprintln!("registered client {id} (redirect URI {redirect}, API audience {audience})");
     Ok((id, secret))
 }
 
 fn client_exists(ladder: &Ladder, id: &str) -> Result<bool> {
     let clients = ladder.json(&["client", "list", "--json"], None)?;
-    Ok(clients.as_array().is_some_and(|list| list.iter().any(|c| c["id"].as_str() == Some(id))))
+    Ok(clients
+        .as_array()
+        .is_some_and(|list| list.iter().any(|c| c["id"].as_str() == Some(id))))
 }
 
 fn read_existing(path: &Path) -> Result<Option<(String, String)>> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let vars = parse_env_file(&text);
-            Ok(vars.get("DEMO_CLIENT_ID").cloned().zip(vars.get("DEMO_CLIENT_SECRET").cloned()))
+            Ok(vars
+                .get("DEMO_CLIENT_ID")
+                .cloned()
+                .zip(vars.get("DEMO_CLIENT_SECRET").cloned()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -187,7 +219,9 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }

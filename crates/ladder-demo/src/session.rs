@@ -66,7 +66,9 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("access_expires_at", &self.access_expires_at).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("access_expires_at", &self.access_expires_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,11 +94,17 @@ pub struct Step {
 
 impl Step {
     pub fn new(text: impl Into<String>) -> Step {
-        Step { text: text.into(), code: None }
+        Step {
+            text: text.into(),
+            code: None,
+        }
     }
 
     pub fn with_code(text: impl Into<String>, code: impl Into<String>) -> Step {
-        Step { text: text.into(), code: Some(code.into()) }
+        Step {
+            text: text.into(),
+            code: Some(code.into()),
+        }
     }
 }
 
@@ -111,7 +119,12 @@ pub struct Flash {
 
 impl Flash {
     pub fn new(kind: FlashKind, title: impl Into<String>, body: impl Into<String>) -> Flash {
-        Flash { kind, title: title.into(), body: body.into(), steps: Vec::new() }
+        Flash {
+            kind,
+            title: title.into(),
+            body: body.into(),
+            steps: Vec::new(),
+        }
     }
 
     pub fn with_steps(mut self, steps: Vec<Step>) -> Flash {
@@ -143,7 +156,11 @@ impl Sessions {
     /// The request's session, if its cookie names a live one.
     pub fn load(&self, req: &HttpRequest) -> Option<(String, Session)> {
         let id = req.cookie(COOKIE)?.value().to_owned();
-        let session = self.map().get(&id).filter(|s| now() - s.last_seen < IDLE_SECS).cloned()?;
+        let session = self
+            .map()
+            .get(&id)
+            .filter(|s| now() - s.last_seen < IDLE_SECS)
+            .cloned()?;
         Some((id, session))
     }
 

@@ -26,7 +26,9 @@ impl AppState {
         let guard = Guard::builder(config.issuer.clone(), config.api_audience.clone()).build();
         Ok(AppState {
             rp: RelyingParty::new(config.clone())?,
-            api_http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+            api_http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?,
             guard,
             bank: Bank::default(),
             sessions: Sessions::default(),

@@ -162,20 +162,36 @@ impl Dashboard {
         max_age: i64,
     ) -> Dashboard {
         let rank = level_rank(identity.acr.as_deref());
-        let levels = [(1, "Password"), (2, "Two-step verification"), (3, "Passkey")]
-            .into_iter()
-            .map(|(r, label)| Rung { rank: r, label, reached: r <= rank, current: r == rank })
-            .collect();
+        let levels = [
+            (1, "Password"),
+            (2, "Two-step verification"),
+            (3, "Passkey"),
+        ]
+        .into_iter()
+        .map(|(r, label)| Rung {
+            rank: r,
+            label,
+            reached: r <= rank,
+            current: r == rank,
+        })
+        .collect();
         let now = now();
         Dashboard {
             csrf,
-            name: identity.display_name.clone().unwrap_or_else(|| identity.sub.clone()),
+            name: identity
+                .display_name
+                .clone()
+                .unwrap_or_else(|| identity.sub.clone()),
             flash: flash.map(FlashView::from),
             balance: account.balance.to_string(),
             payees: account
                 .payees
                 .iter()
-                .map(|p| PayeeView { id: p.id.clone(), name: p.name.clone(), account: p.account.clone() })
+                .map(|p| PayeeView {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    account: p.account.clone(),
+                })
                 .collect(),
             transfers: account
                 .transfers
@@ -195,8 +211,17 @@ impl Dashboard {
             max_age: duration_words(max_age),
             levels,
             acr: identity.acr.clone().unwrap_or_else(|| "(none)".into()),
-            amr: identity.amr.iter().map(|m| Method { code: m.clone(), label: method_label(m) }).collect(),
-            auth_time: identity.auth_time.map_or_else(|| "(not stated)".into(), utc),
+            amr: identity
+                .amr
+                .iter()
+                .map(|m| Method {
+                    code: m.clone(),
+                    label: method_label(m),
+                })
+                .collect(),
+            auth_time: identity
+                .auth_time
+                .map_or_else(|| "(not stated)".into(), utc),
             auth_ago: identity.auth_time.map_or_else(String::new, |t| ago(t, now)),
         }
     }

@@ -41,11 +41,20 @@ async fn stylesheet() -> HttpResponse {
 }
 
 fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 fn error_page(status: StatusCode, title: &str, message: &str, detail: String) -> HttpResponse {
-    render(&ErrorPage { title: title.into(), message: message.into(), detail }, status)
+    render(
+        &ErrorPage {
+            title: title.into(),
+            message: message.into(),
+            detail,
+        },
+        status,
+    )
 }
 
 fn ladder_unreachable(state: &AppState, e: &anyhow::Error) -> HttpResponse {
@@ -53,13 +62,21 @@ fn ladder_unreachable(state: &AppState, e: &anyhow::Error) -> HttpResponse {
     error_page(
         StatusCode::BAD_GATEWAY,
         "Ladder did not answer",
-        &format!("Acme Bank could not reach its identity provider at {}. Is Ladder running?", state.config.issuer),
+        &format!(
+            "Acme Bank could not reach its identity provider at {}. Is Ladder running?",
+            state.config.issuer
+        ),
         format!("{e:#}"),
     )
 }
 
 /// Saves the session and answers with `response`, setting the cookie.
-fn respond(state: &AppState, id: &str, session: Session, mut response: HttpResponse) -> HttpResponse {
+fn respond(
+    state: &AppState,
+    id: &str,
+    session: Session,
+    mut response: HttpResponse,
+) -> HttpResponse {
     state.sessions.save(id, session);
     let _ = response.add_cookie(&session::cookie(id, state.config.secure_cookies()));
     response
@@ -71,11 +88,23 @@ fn threshold(state: &AppState) -> String {
 
 async fn index(state: Data, req: HttpRequest) -> HttpResponse {
     let Some((id, mut session)) = state.sessions.load(&req) else {
-        return render(&Landing { flash: None, threshold: threshold(&state) }, StatusCode::OK);
+        return render(
+            &Landing {
+                flash: None,
+                threshold: threshold(&state),
+            },
+            StatusCode::OK,
+        );
     };
     let flash = session.flash.take();
     let Some(mut user) = session.user.clone() else {
-        let page = render(&Landing { flash: flash.map(Into::into), threshold: threshold(&state) }, StatusCode::OK);
+        let page = render(
+            &Landing {
+                flash: flash.map(Into::into),
+                threshold: threshold(&state),
+            },
+            StatusCode::OK,
+        );
         return respond(&state, &id, session, page);
     };
     let outcome = api_client::call(&state, &mut user, Method::GET, "/account", None).await;
@@ -93,21 +122,50 @@ async fn index(state: Data, req: HttpRequest) -> HttpResponse {
                 ),
                 StatusCode::OK,
             ),
-            Err(e) => error_page(StatusCode::BAD_GATEWAY, "Unexpected answer", "The bank's API answered oddly.", e.to_string()),
+            Err(e) => error_page(
+                StatusCode::BAD_GATEWAY,
+                "Unexpected answer",
+                "The bank's API answered oddly.",
+                e.to_string(),
+            ),
         },
         // The session's tokens are no longer good: sign in again, quietly.
         Ok(ApiOutcome::SignInAgain(_) | ApiOutcome::StepUp(_)) => {
             session.user = None;
-            return start(&state, id, session, AuthRequest { acr_values: vec![LOA1.into()], ..Default::default() }).await;
+            return start(
+                &state,
+                id,
+                session,
+                AuthRequest {
+                    acr_values: vec![LOA1.into()],
+                    ..Default::default()
+                },
+            )
+            .await;
         }
-        Ok(ApiOutcome::Refused(why)) => error_page(StatusCode::BAD_GATEWAY, "The bank is unavailable", &why, String::new()),
-        Err(e) => error_page(StatusCode::BAD_GATEWAY, "The bank is unavailable", "Its API did not answer.", format!("{e:#}")),
+        Ok(ApiOutcome::Refused(why)) => error_page(
+            StatusCode::BAD_GATEWAY,
+            "The bank is unavailable",
+            &why,
+            String::new(),
+        ),
+        Err(e) => error_page(
+            StatusCode::BAD_GATEWAY,
+            "The bank is unavailable",
+            "Its API did not answer.",
+            format!("{e:#}"),
+        ),
     };
     respond(&state, &id, session, response)
 }
 
 /// Starts an authorization request and sends the browser to Ladder.
-async fn start(state: &AppState, id: String, mut session: Session, request: AuthRequest) -> HttpResponse {
+async fn start(
+    state: &AppState,
+    id: String,
+    mut session: Session,
+    request: AuthRequest,
+) -> HttpResponse {
     match state.rp.start(request).await {
         Ok((url, pending)) => {
             session.pending = Some(pending);
@@ -120,7 +178,16 @@ async fn start(state: &AppState, id: String, mut session: Session, request: Auth
 async fn login(state: Data, req: HttpRequest) -> HttpResponse {
     let (id, session) = state.sessions.load_or_new(&req);
     // Sign-in asks for the lowest level; stronger proofs are asked for when an action needs them.
-    start(&state, id, session, AuthRequest { acr_values: vec![LOA1.into()], ..Default::default() }).await
+    start(
+        &state,
+        id,
+        session,
+        AuthRequest {
+            acr_values: vec![LOA1.into()],
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,8 +208,12 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
             String::new(),
         )
     };
-    let Some((old_id, mut session)) = state.sessions.load(&req) else { return lost() };
-    let Some(pending) = session.pending.take() else { return lost() };
+    let Some((old_id, mut session)) = state.sessions.load(&req) else {
+        return lost();
+    };
+    let Some(pending) = session.pending.take() else {
+        return lost();
+    };
     // Ladder forgets an unfinished sign-in after 15 minutes (interaction_ttl_secs); so do we.
     if query.state.as_deref() != Some(pending.state.as_str()) || now() - pending.started_at > 900 {
         return lost();
@@ -151,29 +222,51 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
     if let Some(iss) = &query.iss
         && iss.trim_end_matches('/') != state.config.issuer
     {
-        return error_page(StatusCode::BAD_REQUEST, "Wrong issuer", "The sign-in response came from an unexpected issuer.", iss.clone());
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Wrong issuer",
+            "The sign-in response came from an unexpected issuer.",
+            iss.clone(),
+        );
     }
     let action = pending.request.action.clone();
     let Some(code) = query.code.clone() else {
         let error = query.error.clone().unwrap_or_else(|| "no code".into());
-        let what = action.as_ref().map_or_else(String::new, |a| format!(" Nothing was done about {}.", a.describe()));
+        let what = action.as_ref().map_or_else(String::new, |a| {
+            format!(" Nothing was done about {}.", a.describe())
+        });
         let explanation = match error.as_str() {
-            "unmet_authentication_requirements" => "Ladder could not reach the level this needs for your account.",
+            "unmet_authentication_requirements" => {
+                "Ladder could not reach the level this needs for your account."
+            }
             "access_denied" => "The sign-in was cancelled.",
             "login_required" | "interaction_required" => "Ladder needs you to sign in again.",
             _ => "Ladder did not sign you in.",
         };
         let mut steps = pending.request.steps.clone();
-        let detail = query.error_description.as_deref().map_or_else(String::new, |d| format!(" ({d})"));
-        steps.push(Step::with_code("Ladder answered with an error:", format!("error={error}{detail}")));
-        session.flash = Some(Flash::new(FlashKind::Error, explanation, what.trim().to_owned()).with_steps(steps));
+        let detail = query
+            .error_description
+            .as_deref()
+            .map_or_else(String::new, |d| format!(" ({d})"));
+        steps.push(Step::with_code(
+            "Ladder answered with an error:",
+            format!("error={error}{detail}"),
+        ));
+        session.flash = Some(
+            Flash::new(FlashKind::Error, explanation, what.trim().to_owned()).with_steps(steps),
+        );
         return respond(&state, &old_id, session, see_other("/"));
     };
     let (identity, tokens) = match state.rp.finish(code, &pending).await {
         Ok(done) => done,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "sign-in failed");
-            return error_page(StatusCode::BAD_GATEWAY, "Sign-in failed", "Ladder's answer could not be accepted.", format!("{e:#}"));
+            return error_page(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in failed",
+                "Ladder's answer could not be accepted.",
+                format!("{e:#}"),
+            );
         }
     };
     tracing::info!(sub = %identity.sub, acr = ?identity.acr, amr = ?identity.amr, "signed in");
@@ -183,7 +276,11 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
     let mut steps = pending.request.steps.clone();
     steps.push(Step::with_code(
         "Ladder sent you back with a code; the new ID token says",
-        format!("acr {}, amr [{}]", identity.acr.as_deref().unwrap_or("(none)"), identity.amr.join(", ")),
+        format!(
+            "acr {}, amr [{}]",
+            identity.acr.as_deref().unwrap_or("(none)"),
+            identity.amr.join(", ")
+        ),
     ));
     let level = identity.acr.clone().unwrap_or_default();
     session.user = Some(SignedIn { identity, tokens });
@@ -209,7 +306,9 @@ async fn perform(
     action: PendingAction,
     after_step_up: Option<Vec<Step>>,
 ) -> HttpResponse {
-    let Some(mut user) = session.user.clone() else { return see_other("/login") };
+    let Some(mut user) = session.user.clone() else {
+        return see_other("/login");
+    };
     let (method, path, body) = api_request(&action);
     let call = format!("{method} /api{path}");
     let outcome = api_client::call(state, &mut user, method, &path, body.as_ref()).await;
@@ -219,32 +318,58 @@ async fn perform(
     let flash = match outcome {
         Ok(ApiOutcome::Ok(answer)) => {
             if after_step_up.is_some() {
-                steps.push(Step::new(format!("Acme Bank called {call} again with the new access token: accepted.")));
+                steps.push(Step::new(format!(
+                    "Acme Bank called {call} again with the new access token: accepted."
+                )));
             }
-            Flash::new(FlashKind::Success, success_title(&action), success_body(&action, &answer)).with_steps(steps)
+            Flash::new(
+                FlashKind::Success,
+                success_title(&action),
+                success_body(&action, &answer),
+            )
+            .with_steps(steps)
         }
         Ok(ApiOutcome::StepUp(challenge)) if after_step_up.is_none() => {
             return step_up(state, id, session, action, &call, &acr, challenge).await;
         }
         Ok(ApiOutcome::StepUp(challenge)) => {
-            steps.push(Step::with_code(format!("{call} was refused again:"), challenge.raw));
+            steps.push(Step::with_code(
+                format!("{call} was refused again:"),
+                challenge.raw,
+            ));
             Flash::new(
                 FlashKind::Error,
                 "That still needs a stronger sign-in",
-                format!("Ladder signed you in at {acr}, which is not enough for {}. Nothing was done.", action.describe()),
+                format!(
+                    "Ladder signed you in at {acr}, which is not enough for {}. Nothing was done.",
+                    action.describe()
+                ),
             )
             .with_steps(steps)
         }
         Ok(ApiOutcome::SignInAgain(why)) if after_step_up.is_none() => {
             tracing::info!(%why, "token refused; signing in again");
-            let request = AuthRequest { acr_values: vec![LOA1.into()], action: Some(action), ..Default::default() };
+            let request = AuthRequest {
+                acr_values: vec![LOA1.into()],
+                action: Some(action),
+                ..Default::default()
+            };
             return start(state, id, session, request).await;
         }
-        Ok(ApiOutcome::SignInAgain(why)) => {
-            Flash::new(FlashKind::Error, "The bank did not accept your sign-in", why).with_steps(steps)
+        Ok(ApiOutcome::SignInAgain(why)) => Flash::new(
+            FlashKind::Error,
+            "The bank did not accept your sign-in",
+            why,
+        )
+        .with_steps(steps),
+        Ok(ApiOutcome::Refused(why)) => {
+            Flash::new(FlashKind::Error, "Not done", why).with_steps(steps)
         }
-        Ok(ApiOutcome::Refused(why)) => Flash::new(FlashKind::Error, "Not done", why).with_steps(steps),
-        Err(e) => Flash::new(FlashKind::Error, "The bank's API did not answer", format!("{e:#}")),
+        Err(e) => Flash::new(
+            FlashKind::Error,
+            "The bank's API did not answer",
+            format!("{e:#}"),
+        ),
     };
     session.flash = Some(flash);
     respond(state, &id, session, see_other("/"))
@@ -265,8 +390,13 @@ async fn step_up(
         asked.push(format!("max_age={max_age}"));
     }
     let steps = vec![
-        Step::new(format!("Acme Bank called {call} with your access token (acr {acr}).")),
-        Step::with_code("The API refused it with 401 and", format!("WWW-Authenticate: {}", challenge.raw)),
+        Step::new(format!(
+            "Acme Bank called {call} with your access token (acr {acr})."
+        )),
+        Step::with_code(
+            "The API refused it with 401 and",
+            format!("WWW-Authenticate: {}", challenge.raw),
+        ),
         Step::with_code("Acme Bank sent you to Ladder asking for", asked.join("&")),
     ];
     tracing::info!(challenge = %challenge.raw, "step-up required");
@@ -281,12 +411,16 @@ async fn step_up(
 
 fn api_request(action: &PendingAction) -> (Method, String, Option<Value>) {
     match action {
-        PendingAction::Transfer { payee_id, amount } => {
-            (Method::POST, "/transfer".into(), Some(json!({ "payee_id": payee_id, "amount": amount })))
-        }
-        PendingAction::AddPayee { name, account } => {
-            (Method::POST, "/payees".into(), Some(json!({ "name": name, "account": account })))
-        }
+        PendingAction::Transfer { payee_id, amount } => (
+            Method::POST,
+            "/transfer".into(),
+            Some(json!({ "payee_id": payee_id, "amount": amount })),
+        ),
+        PendingAction::AddPayee { name, account } => (
+            Method::POST,
+            "/payees".into(),
+            Some(json!({ "name": name, "account": account })),
+        ),
         PendingAction::RemovePayee { id } => (Method::DELETE, format!("/payees/{id}"), None),
     }
 }
@@ -303,31 +437,52 @@ fn success_body(action: &PendingAction, answer: &Value) -> String {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     match action {
         PendingAction::Transfer { amount, .. } => {
-            format!("${amount} is on its way to {}.", text(&answer["transfer"]["payee"]))
+            format!(
+                "${amount} is on its way to {}.",
+                text(&answer["transfer"]["payee"])
+            )
         }
-        PendingAction::AddPayee { .. } => format!("{} can now receive transfers.", text(&answer["payee"]["name"])),
-        PendingAction::RemovePayee { .. } => format!("{} is no longer on your list.", text(&answer["removed"]["name"])),
+        PendingAction::AddPayee { .. } => format!(
+            "{} can now receive transfers.",
+            text(&answer["payee"]["name"])
+        ),
+        PendingAction::RemovePayee { .. } => format!(
+            "{} is no longer on your list.",
+            text(&answer["removed"]["name"])
+        ),
     }
 }
 
 /// The signed-in session behind a form post, with its CSRF token checked.
-fn form_session(state: &AppState, req: &HttpRequest, csrf: &str) -> Result<(String, Session), HttpResponse> {
-    let Some((id, session)) = state.sessions.load(req) else { return Err(see_other("/")) };
+fn form_session(
+    state: &AppState,
+    req: &HttpRequest,
+    csrf: &str,
+) -> Result<(String, Session), Box<HttpResponse>> {
+    let Some((id, session)) = state.sessions.load(req) else {
+        return Err(Box::new(see_other("/")));
+    };
     if session.user.is_none() {
-        return Err(see_other("/"));
+        return Err(Box::new(see_other("/")));
     }
     if session.csrf != csrf {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             "This form has expired",
             "Reload the page and try again.",
             String::new(),
-        ));
+        )));
     }
     Ok((id, session))
 }
 
-fn flash_back(state: &AppState, id: &str, mut session: Session, title: &str, body: &str) -> HttpResponse {
+fn flash_back(
+    state: &AppState,
+    id: &str,
+    mut session: Session,
+    title: &str,
+    body: &str,
+) -> HttpResponse {
     session.flash = Some(Flash::new(FlashKind::Error, title, body));
     respond(state, id, session, see_other("/"))
 }
@@ -342,12 +497,21 @@ struct TransferForm {
 async fn transfer(state: Data, req: HttpRequest, form: web::Form<TransferForm>) -> HttpResponse {
     let (id, session) = match form_session(&state, &req, &form.csrf) {
         Ok(s) => s,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Some(amount) = Money::parse(&form.amount).filter(|a| a.cents() > 0) else {
-        return flash_back(&state, &id, session, "Check the amount", "Enter an amount such as 250 or 1,500.00.");
+        return flash_back(
+            &state,
+            &id,
+            session,
+            "Check the amount",
+            "Enter an amount such as 250 or 1,500.00.",
+        );
     };
-    let action = PendingAction::Transfer { payee_id: form.payee_id.clone(), amount };
+    let action = PendingAction::Transfer {
+        payee_id: form.payee_id.clone(),
+        amount,
+    };
     perform(&state, id, session, action, None).await
 }
 
@@ -361,9 +525,12 @@ struct PayeeForm {
 async fn add_payee(state: Data, req: HttpRequest, form: web::Form<PayeeForm>) -> HttpResponse {
     let (id, session) = match form_session(&state, &req, &form.csrf) {
         Ok(s) => s,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
-    let action = PendingAction::AddPayee { name: form.name.trim().to_owned(), account: form.account.trim().to_owned() };
+    let action = PendingAction::AddPayee {
+        name: form.name.trim().to_owned(),
+        account: form.account.trim().to_owned(),
+    };
     perform(&state, id, session, action, None).await
 }
 
@@ -372,22 +539,38 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn remove_payee(state: Data, req: HttpRequest, path: web::Path<String>, form: web::Form<CsrfForm>) -> HttpResponse {
+async fn remove_payee(
+    state: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
     let (id, session) = match form_session(&state, &req, &form.csrf) {
         Ok(s) => s,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
-    perform(&state, id, session, PendingAction::RemovePayee { id: path.into_inner() }, None).await
+    perform(
+        &state,
+        id,
+        session,
+        PendingAction::RemovePayee {
+            id: path.into_inner(),
+        },
+        None,
+    )
+    .await
 }
 
 /// Ends the local session, then Ladder's (RP-Initiated Logout), which sends the browser back here.
 async fn logout(state: Data, req: HttpRequest, form: web::Form<CsrfForm>) -> HttpResponse {
     let (id, session) = match form_session(&state, &req, &form.csrf) {
         Ok(s) => s,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     state.sessions.remove(&id);
-    let Some(user) = session.user else { return see_other("/") };
+    let Some(user) = session.user else {
+        return see_other("/");
+    };
     match state.rp.logout_url(&user.tokens.id_token).await {
         Ok(Some(url)) => see_other(&url),
         Ok(None) => see_other("/"),
