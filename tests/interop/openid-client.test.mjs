@@ -170,6 +170,21 @@ describe('openid-client against Ladder', () => {
     assert.equal(result.auth_time, claims.auth_time);
   });
 
+  test('an alias (REFEDS MFA) is answered silently, as spelled, once the session is at loa:2', async () => {
+    const alias = 'https://refeds.org/profile/mfa';
+    const request = await authorizationRequest({ acr_values: alias, prompt: 'none' });
+    const callback = atRedirectUri(await state.browser.open(request.url.href));
+    const tokens = await client.authorizationCodeGrant(state.config, callback, {
+      pkceCodeVerifier: request.verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+      idTokenExpected: true,
+    });
+    const claims = tokens.claims();
+    assert.equal(claims.acr, alias);
+    assert.equal(claims.auth_time, state.loa2.claims.auth_time, 'nothing new was proven');
+  });
+
   test('refresh: a new access token, a rotated refresh token, the level kept', async () => {
     const { tokens, claims } = state.loa2;
     const refreshed = await client.refreshTokenGrant(state.config, tokens.refresh_token);
@@ -227,7 +242,14 @@ describe('openid-client against Ladder', () => {
     // The Ladder session is gone: a silent request now needs a login.
     const request = await authorizationRequest({ prompt: 'none' });
     const callback = atRedirectUri(await state.browser.open(request.url.href));
-    assert.equal(callback.searchParams.get('error'), 'login_required');
-    assert.equal(callback.searchParams.get('state'), request.state);
+    // The library checks the error response too (state, and iss per RFC 9207) before reporting it.
+    await assert.rejects(
+      client.authorizationCodeGrant(state.config, callback, {
+        pkceCodeVerifier: request.verifier,
+        expectedState: request.state,
+        expectedNonce: request.nonce,
+      }),
+      (err) => err.error === 'login_required',
+    );
   });
 });
