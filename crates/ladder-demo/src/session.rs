@@ -76,6 +76,14 @@ impl std::fmt::Debug for Tokens {
 pub struct SignedIn {
     pub identity: Identity,
     pub tokens: Tokens,
+    /// When these tokens arrived; a refusal right after sign-in is a set-up problem, not expiry.
+    pub since: i64,
+}
+
+impl SignedIn {
+    pub fn just_arrived(&self) -> bool {
+        now() - self.since < 60
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

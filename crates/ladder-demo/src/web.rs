@@ -70,6 +70,22 @@ fn ladder_unreachable(state: &AppState, e: &anyhow::Error) -> HttpResponse {
     )
 }
 
+/// The API refuses tokens Ladder has just issued: most likely the client was registered without
+/// the API as its audience.
+fn misconfigured(state: &AppState, why: &str) -> HttpResponse {
+    tracing::warn!(%why, "the API refuses fresh tokens");
+    error_page(
+        StatusCode::BAD_GATEWAY,
+        "The bank's API refuses your sign-in",
+        &format!(
+            "Ladder signed you in, but the API does not accept the access token. Register the client \
+             with --audience {} (ladder-demo seed does), then sign in again.",
+            state.config.api_audience
+        ),
+        why.to_owned(),
+    )
+}
+
 /// Saves the session and answers with `response`, setting the cookie.
 fn respond(
     state: &AppState,
@@ -129,6 +145,9 @@ async fn index(state: Data, req: HttpRequest) -> HttpResponse {
                 e.to_string(),
             ),
         },
+        // Tokens this fresh should work: the API and the client registration disagree. Say so
+        // rather than send the browser round in circles.
+        Ok(ApiOutcome::SignInAgain(why)) if user.just_arrived() => misconfigured(&state, &why),
         // The session's tokens are no longer good: sign in again, quietly.
         Ok(ApiOutcome::SignInAgain(_) | ApiOutcome::StepUp(_)) => {
             session.user = None;
@@ -283,7 +302,11 @@ async fn callback(state: Data, req: HttpRequest, query: web::Query<CallbackQuery
         ),
     ));
     let level = identity.acr.clone().unwrap_or_default();
-    session.user = Some(SignedIn { identity, tokens });
+    session.user = Some(SignedIn {
+        identity,
+        tokens,
+        since: now(),
+    });
     match action {
         Some(action) => perform(&state, id, session, action, Some(steps)).await,
         None => {
@@ -313,6 +336,7 @@ async fn perform(
     let call = format!("{method} /api{path}");
     let outcome = api_client::call(state, &mut user, method, &path, body.as_ref()).await;
     let acr = user.identity.acr.clone().unwrap_or_else(|| "(none)".into());
+    let user_arrived_now = user.just_arrived() && after_step_up.is_none();
     session.user = Some(user);
     let mut steps = after_step_up.clone().unwrap_or_default();
     let flash = match outcome {
@@ -346,6 +370,10 @@ async fn perform(
                 ),
             )
             .with_steps(steps)
+        }
+        Ok(ApiOutcome::SignInAgain(why)) if user_arrived_now => {
+            let page = misconfigured(state, &why);
+            return respond(state, &id, session, page);
         }
         Ok(ApiOutcome::SignInAgain(why)) if after_step_up.is_none() => {
             tracing::info!(%why, "token refused; signing in again");
