@@ -129,6 +129,10 @@ enum UserCommand {
     },
     /// Disable a user and end their sessions.
     Disable { username: String },
+    /// Give a user the admin role (access to /admin).
+    GrantAdmin { username: String },
+    /// Take the admin role away.
+    RevokeAdmin { username: String },
 }
 
 // Parsed once per run; the size of the Add variant costs nothing.
@@ -251,6 +255,15 @@ fn now() -> i64 {
 
 fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(&cli)?;
+    #[cfg(feature = "bench-insecure-hashing")]
+    if settings.security.bench_insecure_hashing {
+        ladder_core::password::bench_insecure::enable();
+        eprintln!(
+            "\n*** WARNING: INSECURE PASSWORD HASHING (security.bench_insecure_hashing) ***\n\
+             *** New password hashes use argon2id m=8 KiB, t=1: for benchmarks only. ***\n\
+             *** Never use this build, or any password set with it, in production.   ***\n"
+        );
+    }
     match cli.command {
         Command::Serve { .. } => serve(settings),
         Command::Migrate => {
@@ -402,6 +415,11 @@ fn serve(settings: Settings) -> Result<()> {
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    #[cfg(feature = "bench-insecure-hashing")]
+    tracing::warn!(
+        insecure_hashing = ladder_core::password::bench_insecure::is_enabled(),
+        "benchmark build (feature bench-insecure-hashing): not for production"
+    );
     let (server_key, source) = resolve_server_key(&settings)?;
     match &source {
         KeySource::Generated(path) => tracing::warn!(
@@ -479,6 +497,14 @@ fn user(settings: Settings, cmd: UserCommand) -> Result<()> {
         UserCommand::Disable { username } => {
             manage::disable_user(&db, &username, now())?;
             println!("disabled {username}; their sessions have ended");
+        }
+        UserCommand::GrantAdmin { username } => {
+            manage::set_admin(&db, &username, true, now())?;
+            println!("{username} is now an administrator");
+        }
+        UserCommand::RevokeAdmin { username } => {
+            manage::set_admin(&db, &username, false, now())?;
+            println!("{username} is no longer an administrator");
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
@@ -31,7 +31,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Option<Driver> {
+    pub(crate) async fn start() -> Option<Driver> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -80,39 +80,52 @@ impl Driver {
         self.call(method, &format!("/session/{}{path}", self.session), body).await
     }
 
-    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+    pub(crate) async fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.session("POST", "/goog/cdp/execute", json!({ "cmd": cmd, "params": params })).await
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.session("POST", "/url", json!({ "url": url })).await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.session("GET", "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let found = self.session("POST", "/element", json!({ "using": "css selector", "value": css })).await;
         found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
         self.session("POST", &format!("/element/{el}/value"), json!({ "text": text })).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let el = self.find(css).await;
         self.session("POST", &format!("/element/{el}/click"), json!({})).await;
     }
 
-    async fn page_source(&self) -> String {
+    pub(crate) async fn page_source(&self) -> String {
         self.session("GET", "/source", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Saves a PNG of the viewport (for looking at while developing: set LADDER_SCREENSHOTS=DIR).
+    pub(crate) async fn screenshot(&self, dir: &std::path::Path, name: &str) {
+        use base64::Engine;
+        let b64 = self.session("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or_default()).unwrap_or_default();
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
+        self.session("POST", "/window/rect", json!({ "width": width, "height": height })).await;
+    }
+
     /// Waits until the browser is on a URL starting with `prefix`.
-    async fn wait_for_url(&self, prefix: &str) -> String {
+    pub(crate) async fn wait_for_url(&self, prefix: &str) -> String {
         for _ in 0..100 {
             let url = self.url().await;
             if url.starts_with(prefix) {

@@ -11,6 +11,7 @@ mod chromium;
 mod cli;
 mod guard;
 mod conformance;
+mod console;
 mod login;
 mod passkeys;
 mod risk;

@@ -43,6 +43,9 @@ pub struct AuthRequest {
 
 /// The redirect URI with `pairs` appended to its query (existing query parameters kept).
 pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return redirect_uri.to_owned();
+    }
     match url::Url::parse(redirect_uri) {
         Ok(mut url) => {
             {

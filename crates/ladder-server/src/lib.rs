@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_mirror;
 pub mod backchannel;
 pub mod browser;
+pub mod console;
 pub mod client_auth;
 pub mod crypto;
 pub mod endpoints;

@@ -94,6 +94,18 @@ pub fn disable_user(db: &Db, username: &str, now: i64) -> Result<(), ManageError
     }
 }
 
+/// Grants or revokes the admin role.
+pub fn set_admin(db: &Db, username: &str, is_admin: bool, now: i64) -> Result<(), ManageError> {
+    let done = db.write(|conn| {
+        let Some(user) = users::find_user_by_username(conn, username)? else { return Ok(false) };
+        users::set_admin(conn, &user.id, is_admin, now)?;
+        let action = if is_admin { "admin_granted" } else { "admin_revoked" };
+        admin_event(conn, now, action, Some(&user.id), None, json!({ "username": username }))?;
+        Ok(true)
+    })?;
+    if done { Ok(()) } else { Err(ManageError::NotFound(format!("user `{username}`"))) }
+}
+
 pub struct NewClient {
     pub name: String,
     pub redirect_uris: Vec<String>,

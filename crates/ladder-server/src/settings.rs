@@ -22,6 +22,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub audit: AuditSettings,
     pub maintenance: MaintenanceSettings,
+    pub console: ConsoleSettings,
     /// `[[levels]]`: the acr levels, lowest rank first (DESIGN §1).
     pub levels: Vec<LevelConfig>,
     /// `[[scope_rules]]`: scopes that require a level.
@@ -44,6 +45,7 @@ impl Default for Settings {
             metrics: Default::default(),
             audit: Default::default(),
             maintenance: Default::default(),
+            console: Default::default(),
             levels: Levels::default_config(),
             scope_rules: vec![ScopeRule { scope: "payments:write".into(), level: ladder_core::levels::LOA2.into() }],
             risk: RiskConfig::default(),
@@ -61,6 +63,29 @@ pub struct TotpSettings {
 impl Default for TotpSettings {
     fn default() -> Self {
         TotpSettings { issuer_label: "Ladder".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// The level administrators sign in to the console with.
+    pub level: String,
+    /// Destructive actions ask for this level, proven within `destructive_max_age_secs`.
+    pub destructive_level: String,
+    pub destructive_max_age_secs: i64,
+    /// How long a console sign-in lasts (never beyond the Ladder session it came from).
+    pub session_secs: i64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            level: ladder_core::levels::LOA2.into(),
+            destructive_level: ladder_core::levels::LOA2.into(),
+            destructive_max_age_secs: 300,
+            session_secs: 3600,
+        }
     }
 }
 
@@ -181,11 +206,21 @@ pub struct SecuritySettings {
     pub server_key_file: String,
     /// Password hashes computed at once; 0 means one per core. Bounds memory and CPU under load.
     pub hashing_concurrency: usize,
+    /// Benchmarks only: new password hashes at a trivial argon2 cost. The key exists only in builds
+    /// with the `bench-insecure-hashing` feature; every other build refuses it as unknown.
+    #[cfg(feature = "bench-insecure-hashing")]
+    pub bench_insecure_hashing: bool,
 }
 
 impl Default for SecuritySettings {
     fn default() -> Self {
-        SecuritySettings { server_key: None, server_key_file: "data/server.key".into(), hashing_concurrency: 0 }
+        SecuritySettings {
+            server_key: None,
+            server_key_file: "data/server.key".into(),
+            hashing_concurrency: 0,
+            #[cfg(feature = "bench-insecure-hashing")]
+            bench_insecure_hashing: false,
+        }
     }
 }
 
@@ -322,6 +357,11 @@ impl Settings {
     pub fn policy(&self) -> Result<Policy, SettingsError> {
         let levels = Levels::from_config(self.levels.clone()).map_err(|e| SettingsError::Invalid(format!("levels: {e}")))?;
         check_scope_rules(&levels, &self.scope_rules).map_err(|e| SettingsError::Invalid(format!("scope_rules: {e}")))?;
+        for (name, level) in [("console.level", &self.console.level), ("console.destructive_level", &self.console.destructive_level)] {
+            if levels.resolve(level).is_none() {
+                return Err(SettingsError::Invalid(format!("{name}: `{level}` names no configured level")));
+            }
+        }
         if let Some(rule) = self.risk.rules.iter().find(|r| levels.resolve(&r.level).is_none()) {
             return Err(SettingsError::Invalid(format!("risk.rules: `{}` names no configured level", rule.level)));
         }

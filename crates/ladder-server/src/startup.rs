@@ -105,6 +105,8 @@ pub fn build_state(
     let now = clock.now();
     let sk = server_key.clone();
     db.write(|conn| signing::ensure_keys(conn, &sk, now).map_err(|e| ladder_store::StoreError::Corrupt(e.to_string())))?;
+    let issuer_for_console = settings.server.issuer.clone();
+    db.write(|conn| crate::console::auth::ensure_client(conn, &issuer_for_console, now))?;
     let keys = KeyCache::load(db.clone(), server_key.clone())?;
     let issuer = settings.server.issuer.clone();
     let discovery_json = discovery::document(&issuer, &policy.levels.acr_values_supported()).to_string();
@@ -190,6 +192,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(userinfo::userinfo_get))
                 .route(web::post().to(userinfo::userinfo_post)),
         )
+        .configure(crate::console::routes)
         .service(stylesheet)
         .service(passkey_script)
         .service(home);

@@ -172,3 +172,38 @@ pub fn verify(conn: &mut Conn) -> Result<(u64, Option<Break>), StoreError> {
     }
     Ok((checked, None))
 }
+
+/// What the console filters the audit trail by.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub kind: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// Newest first, a page at a time.
+pub fn search(conn: &mut Conn, f: &Filter, offset: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+    let mut q = audit_events::table.into_boxed::<crate::db::MultiBackend>();
+    if let Some(u) = &f.user_id {
+        q = q.filter(audit_events::user_id.eq(u.clone()));
+    }
+    if let Some(c) = &f.client_id {
+        q = q.filter(audit_events::client_id.eq(c.clone()));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(audit_events::kind.eq(k.clone()));
+    }
+    if let Some(o) = &f.outcome {
+        q = q.filter(audit_events::outcome.eq(o.clone()));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(audit_events::at.ge(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(audit_events::at.lt(u));
+    }
+    Ok(q.order(audit_events::seq.desc()).offset(offset).limit(limit).select(AuditEvent::as_select()).load(conn)?)
+}

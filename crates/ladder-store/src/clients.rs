@@ -194,3 +194,24 @@ pub fn backchannel_clients_for_session(conn: &mut Conn, session_id: &str) -> Res
     }
     Ok(out)
 }
+
+/// Replaces the stored client with `client` (same id).
+pub fn update_client(conn: &mut Conn, client: &Client) -> Result<bool, StoreError> {
+    let row = ClientRow::from(client);
+    Ok(diesel::update(clients::table.find(&client.id))
+        .set((
+            clients::name.eq(row.name),
+            clients::secret_hash.eq(row.secret_hash),
+            clients::is_public.eq(row.is_public),
+            clients::redirect_uris.eq(row.redirect_uris),
+            clients::scopes.eq(row.scopes),
+            clients::default_acr_values.eq(row.default_acr_values),
+            clients::min_acr.eq(row.min_acr),
+            clients::disabled.eq(row.disabled),
+            clients::updated_at.eq(row.updated_at),
+            clients::strict_acr.eq(row.strict_acr),
+            clients::settings.eq(row.settings),
+        ))
+        .execute(conn)?
+        == 1)
+}

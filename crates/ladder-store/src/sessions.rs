@@ -136,3 +136,24 @@ pub fn latest_live_for_user(conn: &mut Conn, user_id: &str, now: i64, idle_timeo
         .first(conn)
         .optional()?)
 }
+
+/// Live sessions, most recently active first.
+pub fn list_live(conn: &mut Conn, now: i64, idle_timeout: i64, limit: i64) -> Result<Vec<Session>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_seen_at.gt(now - idle_timeout))
+        .order(sessions::last_seen_at.desc())
+        .limit(limit)
+        .select(Session::as_select())
+        .load(conn)?)
+}
+
+/// Ends every live session of the user (except `keep`); returns how many.
+pub fn end_user_sessions(conn: &mut Conn, user_id: &str, keep: Option<&str>, now: i64) -> Result<usize, StoreError> {
+    let target = sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::ended_at.is_null());
+    Ok(match keep {
+        Some(k) => diesel::update(target.filter(sessions::id.ne(k))).set(sessions::ended_at.eq(now)).execute(conn)?,
+        None => diesel::update(target).set(sessions::ended_at.eq(now)).execute(conn)?,
+    })
+}

@@ -85,3 +85,37 @@ pub fn find_password_hash(conn: &mut Conn, user_id: &str) -> Result<Option<Strin
 pub fn count_users(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(users::table.count().get_result(conn)?)
 }
+
+/// A page of users whose username, email or name contains `query` (case-insensitive), by username.
+pub fn search_users(conn: &mut Conn, query: &str, offset: i64, limit: i64) -> Result<Vec<User>, StoreError> {
+    let pattern = format!("%{}%", query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let lower = |c| diesel::dsl::sql::<diesel::sql_types::Text>(&format!("lower(coalesce({c}, ''))"));
+    Ok(users::table
+        .filter(
+            lower("username")
+                .like(pattern.clone())
+                .escape('\\')
+                .or(lower("email").like(pattern.clone()).escape('\\'))
+                .or(lower("name").like(pattern).escape('\\')),
+        )
+        .order(users::username.asc())
+        .offset(offset)
+        .limit(limit)
+        .select(User::as_select())
+        .load(conn)?)
+}
+
+pub fn set_admin(conn: &mut Conn, user_id: &str, is_admin: bool, now: i64) -> Result<bool, StoreError> {
+    Ok(diesel::update(users::table.find(user_id))
+        .set((users::is_admin.eq(is_admin), users::updated_at.eq(now)))
+        .execute(conn)?
+        == 1)
+}
+
+/// Re-enables a disabled user (their old sessions stay ended).
+pub fn enable_user(conn: &mut Conn, user_id: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(diesel::update(users::table.find(user_id))
+        .set((users::disabled.eq(false), users::updated_at.eq(now)))
+        .execute(conn)?
+        == 1)
+}
