@@ -218,8 +218,13 @@ async fn chromium_admin_registers_a_client() {
         assert!(page.contains("console-nav"), "{path}: {page}");
         driver.screenshot(&shots, &format!("console{}", path.replace('/', "-"))).await;
     }
+    driver.go(&app.url("/account")).await;
+    assert!(driver.page_source().await.contains("Ways you sign in"));
+    driver.screenshot(&shots, "account").await;
     driver.resize(390, 844).await;
     driver.go(&app.url("/admin/clients")).await;
     driver.screenshot(&shots, "console-clients-phone").await;
+    driver.go(&app.url("/account")).await;
+    driver.screenshot(&shots, "account-phone").await;
     assert!(std::fs::metadata(shots.join("console-clients-phone.png")).unwrap().len() > 1000);
 }

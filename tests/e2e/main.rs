@@ -6,6 +6,7 @@ mod harness;
 
 mod lifecycle;
 
+mod account;
 mod authorize_errors;
 mod chromium;
 mod cli;

@@ -193,6 +193,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(userinfo::userinfo_post)),
         )
         .configure(crate::console::routes)
+        .configure(crate::account::routes)
         .service(stylesheet)
         .service(passkey_script)
         .service(home);

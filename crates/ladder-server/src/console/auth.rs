@@ -107,8 +107,8 @@ fn seal<T: Serialize>(state: &AppState, context: &str, value: &T) -> Result<Stri
     state.server_key.encrypt(context, &json).map_err(|e| AppError::Keys(e.to_string()))
 }
 
-/// The administrator behind this request, if the console session still holds (not expired, its
-/// Ladder session live, the user still an enabled administrator).
+/// The user behind this request, if the console session still holds (not expired, its Ladder
+/// session live, the user still enabled). The console additionally requires the admin role.
 pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<(ConsoleSession, ladder_store::users::User)>, AppError> {
     let Some(session) = unseal::<ConsoleSession>(state, req, "ladder_console", SEAL) else { return Ok(None) };
     let now = state.now();
@@ -122,7 +122,7 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<(Cons
             if !live {
                 return Ok(None);
             }
-            Ok(users::find_user(conn, &user_id)?.filter(|u| u.is_admin && !u.disabled))
+            Ok(users::find_user(conn, &user_id)?.filter(|u| !u.disabled))
         })
         .await?;
     Ok(user.map(|u| (session, u)))
@@ -164,9 +164,10 @@ pub fn start(state: &AppState, need: Need<'_>, return_to: &str) -> Result<HttpRe
         .finish())
 }
 
-/// Only console paths are valid places to come back to (no open redirect).
+/// Only console and account paths are valid places to come back to (no open redirect).
 fn safe_return(path: &str) -> &str {
-    if path.starts_with("/admin") && !path.starts_with("//") { path } else { "/admin" }
+    let ours = path.starts_with("/admin") || path.starts_with("/account");
+    if ours && !path.starts_with("//") { path } else { "/account" }
 }
 
 /// `GET /admin/callback`: the console's redirect URI. Redeems the code in-process, with the same
@@ -203,7 +204,8 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
     }
     let user_id = code.user_id.clone();
     let user = state.read(move |conn| users::find_user(conn, &user_id)).await?;
-    if !user.is_some_and(|u| u.is_admin && !u.disabled) {
+    let for_console = safe_return(&flow.return_to).starts_with("/admin");
+    if !user.is_some_and(|u| !u.disabled && (u.is_admin || !for_console)) {
         return Err(PageError::forbidden(
             "This account is not an administrator",
             "Ask an administrator to grant you access (ladder user grant-admin NAME).",

@@ -42,7 +42,7 @@ pub fn destructive(state: &AppState) -> Need<'_> {
 /// Checks the console session against `need`; otherwise starts a sign-in that returns to `return_to`.
 pub async fn gate(state: &AppState, req: &HttpRequest, need: Need<'_>, return_to: &str) -> Result<Gate, PageError> {
     match auth::current(state, req).await? {
-        Some((session, user)) if auth::satisfies(state, &session, need) => {
+        Some((session, user)) if user.is_admin && auth::satisfies(state, &session, need) => {
             let (csrf, new_cookie) = browser_key(state, req);
             Ok(Gate::Open(Box::new(Admin { session, user, csrf, new_cookie })))
         }

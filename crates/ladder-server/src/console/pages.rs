@@ -125,7 +125,7 @@ pub async fn dashboard(state: web::Data<AppState>, req: HttpRequest) -> Result<H
         .read(move |conn| audit::search(conn, &Filter { since: Some(since), ..Filter::default() }, 0, 50_000))
         .await?;
     let day = |at: i64| (now - at) / 86_400;
-    let mut per_day = vec![(0u64, 0u64); 7];
+    let mut per_day = [(0u64, 0u64); 7];
     let (mut logins, mut stepups, mut failures, mut unmet) = (0, 0, 0, 0);
     let mut rates: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for e in &events {

@@ -366,3 +366,89 @@ async fn continue_json(state: &AppState, req: &HttpRequest, pending: &Pending, t
     }
     Ok(resp.json(json!({ "location": location })))
 }
+
+/// Challenges from the account page are not tied to an authorization request; they are tied to
+/// the user (and taken once) under this pseudo-interaction.
+const ACCOUNT: &str = "account";
+
+/// Registration options for a passkey added from the account page.
+pub async fn account_register_options(state: &AppState, user: &ladder_store::users::User) -> Result<HttpResponse, OAuthError> {
+    let webauthn = webauthn(state)?;
+    let user_id = user.id.clone();
+    let stored = state.read(move |conn| passkeys::list_for_user(conn, &user_id)).await?;
+    let exclude = stored.iter().map(parse_passkey).map(|p| p.map(|p| p.cred_id().clone())).collect::<Result<Vec<_>, _>>()?;
+    let handle = Uuid::parse_str(&user.id).map_err(|e| AppError::Keys(e.to_string()))?;
+    let display = user.name.clone().unwrap_or_else(|| user.username.clone());
+    let (ccr, ceremony) = webauthn
+        .start_passkey_registration(handle, &user.username, &display, Some(exclude))
+        .map_err(|e| AppError::Keys(e.to_string()))?;
+    let now = state.now();
+    let challenge = Challenge {
+        id: random_token(16),
+        interaction_id: format!("{ACCOUNT}:{}", user.id),
+        kind: "register".into(),
+        user_id: Some(user.id.clone()),
+        state: serde_json::to_string(&ceremony)?,
+        created_at: now,
+        expires_at: now + CHALLENGE_TTL,
+        used_at: None,
+    };
+    let id = challenge.id.clone();
+    state.write(move |conn| passkeys::insert_challenge(conn, &challenge)).await?;
+    Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(json!({ "challenge_id": id, "options": ccr })))
+}
+
+/// Stores a passkey created from the account page.
+pub async fn account_register(
+    state: &AppState,
+    user: &ladder_store::users::User,
+    session_id: &str,
+    info: &ClientInfo,
+    finish: Finish,
+) -> Result<(), OAuthError> {
+    let webauthn = webauthn(state)?;
+    let now = state.now();
+    let (cid, owner) = (finish.challenge_id.clone(), format!("{ACCOUNT}:{}", user.id));
+    let challenge = state.write(move |conn| passkeys::take_challenge(conn, &cid, &owner, "register", now)).await?;
+    let Some(challenge) = challenge else {
+        return Err(failed(400, "This passkey request expired or was already used. Try again."));
+    };
+    let ceremony: PasskeyRegistration = serde_json::from_str(&challenge.state).map_err(AppError::from)?;
+    let credential: RegisterPublicKeyCredential =
+        serde_json::from_value(finish.credential).map_err(|_| failed(400, "The passkey response could not be read."))?;
+    let passkey = webauthn
+        .finish_passkey_registration(&credential, &ceremony)
+        .map_err(|_| failed(400, "The passkey could not be created. Try again."))?;
+    let stored = StoredPasskey {
+        id: random_token(12),
+        user_id: user.id.clone(),
+        cred_id: B64.encode(passkey.cred_id()),
+        name: match finish.name.trim() {
+            "" => "Passkey".to_owned(),
+            n => n.chars().take(64).collect(),
+        },
+        credential: serde_json::to_string(&passkey).map_err(AppError::from)?,
+        created_at: now,
+        last_used_at: None,
+    };
+    let (info, sid) = (info.clone(), session_id.to_owned());
+    state
+        .write(move |conn| {
+            passkeys::insert(conn, &stored)?;
+            audit::record(
+                conn,
+                now,
+                "enrolment",
+                "success",
+                Subject { user_id: Some(&stored.user_id), session_id: Some(&sid), client_id: None },
+                &info,
+                json!({ "factor": "passkey", "passkey": stored.id, "name": stored.name, "via": "account" }),
+            )
+        })
+        .await
+        .map_err(|e| match e {
+            AppError::Store(ladder_store::StoreError::Conflict(_)) => failed(409, "This passkey is already registered."),
+            other => other.into(),
+        })?;
+    Ok(())
+}
