@@ -228,3 +228,48 @@ async fn chromium_admin_registers_a_client() {
     driver.screenshot(&shots, "account-phone").await;
     assert!(std::fs::metadata(shots.join("console-clients-phone.png")).unwrap().len() > 1000);
 }
+
+#[tokio::test]
+async fn edit_disable_rotate_secret_and_rotate_keys() {
+    let app = spawn_app().await;
+    let secret = admin(&app);
+    let client = app.add_client(false);
+    let browser = Browser::new();
+    let (_, html) = console_sign_in(&app, &browser, &format!("/admin/clients/{}/edit", client.id), &secret).await;
+    assert!(html.contains("Save changes") && html.contains(REDIRECT_URI), "prefilled:\n{html}");
+    let csrf = input_value(&html, "csrf");
+    let edit = format!("/admin/clients/{}/edit", client.id);
+    let bad = [("csrf", csrf.as_str()), ("name", "Acme"), ("redirect_uris", "http://not-https.example/cb")];
+    let page = post(&app, &browser, &edit, &bad).await.text().await.unwrap();
+    assert!(page.contains("https"), "{page}");
+    let good = [("csrf", csrf.as_str()), ("name", "Acme Renamed"), ("redirect_uris", "https://rp.example.test/new"), ("min_acr", "urn:ladder:loa:2")];
+    assert_eq!(post(&app, &browser, &edit, &good).await.status(), StatusCode::SEE_OTHER);
+    let stored = app.db.read(|c| ladder_store::clients::find_client(c, &client.id)).unwrap().unwrap();
+    assert_eq!((stored.name.as_str(), stored.redirect_uris[0].as_str()), ("Acme Renamed", "https://rp.example.test/new"));
+    assert_eq!(stored.min_acr.as_deref(), Some("urn:ladder:loa:2"));
+
+    // A new secret is shown once; the old one stops working.
+    let page = post(&app, &browser, &format!("/admin/clients/{}/rotate-secret", client.id), &[("csrf", csrf.as_str())]).await.text().await.unwrap();
+    assert!(page.contains("old secret no longer works"), "{page}");
+    let token = |secret: String| {
+        let url = app.url("/token");
+        let id = client.id.clone();
+        async move {
+            reqwest::Client::new().post(url).basic_auth(id, Some(secret)).form(&[("grant_type", "authorization_code"), ("code", "x")]).send().await.unwrap().status()
+        }
+    };
+    assert_eq!(token(client.secret.clone().unwrap()).await, StatusCode::UNAUTHORIZED);
+    let fresh = text_between(&page, "Client secret</dt><dd><code class=\"secret\">", "</code>").expect("the new secret").to_owned();
+    assert_eq!(token(fresh).await, StatusCode::BAD_REQUEST, "authenticates; the code is what is wrong");
+
+    // Disabled clients cannot start a sign-in.
+    assert_eq!(post(&app, &browser, &format!("/admin/clients/{}/disable", client.id), &[("csrf", csrf.as_str())]).await.status(), StatusCode::SEE_OTHER);
+    let resp = Browser::new().http.get(app.authorize_url(&client, &[])).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Rotating keys right after signing in (fresh enough) rotates at once.
+    let before = app.db.read(ladder_store::keys::list_all).unwrap().len();
+    let resp = post(&app, &browser, "/admin/keys/rotate", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(resp.headers()["location"], "/admin/policy?done=1");
+    assert_eq!(app.db.read(ladder_store::keys::list_all).unwrap().len(), before + 2);
+}

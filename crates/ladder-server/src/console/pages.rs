@@ -235,6 +235,9 @@ struct ClientFormPage {
     nav: &'static str,
     admin: String,
     notice: Option<String>,
+    heading: String,
+    action: String,
+    submit: String,
     csrf: String,
     error: Option<String>,
     name: String,
@@ -272,6 +275,9 @@ fn client_form_page(state: &AppState, admin: &Admin, form: ClientForm, error: Op
         nav: "clients",
         admin: admin.user.username.clone(),
         notice: None,
+        heading: "Register a client".into(),
+        action: "/admin/clients/new".into(),
+        submit: "Register client".into(),
         csrf: admin.csrf.clone(),
         error,
         name: form.name,
@@ -381,6 +387,13 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
             "Delete client",
             "/admin/clients",
         ),
+        "rotate-keys" => (
+            "Rotate the signing keys?".to_owned(),
+            "New tokens will be signed with new keys at once. Tokens already issued keep verifying with the old keys, which stay published.".into(),
+            "/admin/keys/rotate".to_owned(),
+            "Rotate keys",
+            "/admin/policy",
+        ),
         "reset-factors" => (
             "Reset this user's factors?".to_owned(),
             "Their authenticator app, recovery codes and passkeys are removed and their sessions end. Their password stays.".into(),
@@ -391,7 +404,11 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         _ => return Err(PageError::bad_request("Unknown action", "Go back to the console and try again.")),
     };
     let page = ConfirmPage {
-        nav: if action == "delete-client" { "clients" } else { "users" },
+        nav: match action.as_str() {
+            "delete-client" => "clients",
+            "rotate-keys" => "policy",
+            _ => "users",
+        },
         admin: admin.user.username.clone(),
         notice: Some("You confirmed it's you; now confirm the action.".into()),
         csrf: admin.csrf.clone(),
@@ -428,6 +445,151 @@ pub async fn client_delete(state: web::Data<AppState>, req: HttpRequest, path: w
         return Err(PageError::bad_request("No such client", "It may have been deleted already."));
     }
     Ok(back_to("/admin/clients?done=1"))
+}
+
+/// `GET /admin/clients/{id}/edit`: the form, filled in.
+pub async fn client_edit_form(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    let admin = open!(state, req, everyday(&state), &format!("/admin/clients/{id}/edit"));
+    let lookup = id.clone();
+    let client = state
+        .read(move |conn| clients::find_client(conn, &lookup))
+        .await?
+        .ok_or_else(|| PageError::bad_request("No such client", "It may have been deleted."))?;
+    let form = ClientForm {
+        csrf: String::new(),
+        name: client.name.clone(),
+        redirect_uris: client.redirect_uris.join("\n"),
+        post_logout_redirect_uris: client.settings.post_logout_redirect_uris.join("\n"),
+        kind: if client.is_public { "public" } else { "confidential" }.into(),
+        scopes: client.scopes.iter().filter(|s| *s != "openid").cloned().collect::<Vec<_>>().join(" "),
+        default_acr: client.default_acr_values.clone().unwrap_or_default(),
+        min_acr: client.min_acr.clone().unwrap_or_default(),
+    };
+    render(&admin, &edit_page(&state, &admin, &id, form, None))
+}
+
+fn edit_page(state: &AppState, admin: &Admin, id: &str, form: ClientForm, error: Option<String>) -> ClientFormPage {
+    ClientFormPage {
+        heading: format!("Edit {}", form.name),
+        action: format!("/admin/clients/{id}/edit"),
+        submit: "Save changes".into(),
+        ..client_form_page(state, admin, form, error)
+    }
+}
+
+/// `POST /admin/clients/{id}/edit`: the same checks as registration; type and secret stay.
+pub async fn client_update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, form: web::Form<ClientForm>) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    let admin = open!(state, req, everyday(&state), &format!("/admin/clients/{id}/edit"));
+    let form = form.into_inner();
+    check_form(&state, &req, &form.csrf)?;
+    let lookup = id.clone();
+    let Some(mut client) = state.read(move |conn| clients::find_client(conn, &lookup)).await? else {
+        return Err(PageError::bad_request("No such client", "It may have been deleted."));
+    };
+    let redirect_uris = lines(&form.redirect_uris);
+    let post_logout = lines(&form.post_logout_redirect_uris);
+    let min_acr = Some(form.min_acr.trim().to_owned()).filter(|m| !m.is_empty());
+    let defaults: Vec<String> = form.default_acr.split_whitespace().map(str::to_owned).collect();
+    let problem = if form.name.trim().is_empty() {
+        Some("A client needs a name.".to_owned())
+    } else if redirect_uris.is_empty() {
+        Some("A client needs at least one redirect URI.".to_owned())
+    } else {
+        redirect_uris
+            .iter()
+            .chain(&post_logout)
+            .find_map(|u| manage::validate_redirect_uri(u).err().map(|e| e.to_string()))
+            .or_else(|| {
+                defaults
+                    .iter()
+                    .chain(&min_acr)
+                    .find(|a| state.policy.levels.resolve(a).is_none())
+                    .map(|a| format!("`{a}` is not a configured level."))
+            })
+    };
+    if let Some(problem) = problem {
+        return render(&admin, &edit_page(&state, &admin, &id, form, Some(problem)));
+    }
+    client.name = form.name.trim().to_owned();
+    client.redirect_uris = redirect_uris;
+    client.settings.post_logout_redirect_uris = post_logout;
+    client.scopes = std::iter::once("openid".to_owned()).chain(form.scopes.split_whitespace().filter(|s| *s != "openid").map(str::to_owned)).collect();
+    client.default_acr_values = (!defaults.is_empty()).then(|| defaults.join(" "));
+    client.min_acr = min_acr;
+    client.updated_at = state.now();
+    let (info, now, who) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin));
+    state
+        .write(move |conn| {
+            clients::update_client(conn, &client)?;
+            admin_event(conn, &who, &info, now, "client_updated", json!({ "client": client.id, "redirect_uris": client.redirect_uris }))
+        })
+        .await?;
+    Ok(back_to("/admin/clients?done=1"))
+}
+
+/// Disable, enable, or give a confidential client a new secret (shown once).
+pub async fn client_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let (id, action) = path.into_inner();
+    let admin = open!(state, req, everyday(&state), "/admin/clients");
+    check_form(&state, &req, &form.csrf)?;
+    if id == super::auth::CONSOLE_CLIENT_ID {
+        return Err(PageError::bad_request("That client is Ladder's own", "The console needs it to sign you in."));
+    }
+    let secret = (action == "rotate-secret").then(|| crate::crypto::random_token(32));
+    let (info, now, who, act, s) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin), action.clone(), secret.clone());
+    let updated = state
+        .write(move |conn| {
+            let Some(mut client) = clients::find_client(conn, &id)? else { return Ok(None) };
+            match act.as_str() {
+                "disable" => client.disabled = true,
+                "enable" => client.disabled = false,
+                "rotate-secret" if !client.is_public && client.secret_hash.is_some() => {
+                    client.secret_hash = s.as_deref().map(crate::crypto::sha256_hex);
+                }
+                _ => return Ok(None),
+            }
+            client.updated_at = now;
+            clients::update_client(conn, &client)?;
+            admin_event(conn, &who, &info, now, &format!("client_{}", act.replace('-', "_")), json!({ "client": client.id }))?;
+            Ok(Some(client))
+        })
+        .await?;
+    let Some(client) = updated else {
+        return Err(PageError::bad_request("Nothing was changed", "Unknown client or action."));
+    };
+    match secret {
+        Some(secret) => {
+            let page = ClientCreatedPage { nav: "clients", admin: admin.user.username.clone(), notice: Some("The old secret no longer works.".into()), name: client.name, client_id: client.id, secret: Some(secret) };
+            render(&admin, &page)
+        }
+        None => Ok(back_to("/admin/clients?done=1")),
+    }
+}
+
+/// Rotates the signing keys (destructive: asks for a fresh sign-in).
+pub async fn keys_rotate(state: web::Data<AppState>, req: HttpRequest, form: web::Form<CsrfForm>) -> Result<HttpResponse, PageError> {
+    let admin = open!(state, req, everyday(&state), "/admin/policy");
+    check_form(&state, &req, &form.csrf)?;
+    if !super::auth::satisfies(&state, &admin.session, destructive(&state)) {
+        return Ok(needs_confirmation("rotate-keys", "all"));
+    }
+    let (db, key, now) = (state.db.clone(), state.server_key.clone(), state.now());
+    let rotated = web::block(move || manage::rotate_keys(&db, &key, None, now))
+        .await
+        .map_err(|e| AppError::Blocking(e.to_string()))?
+        .map_err(|e| AppError::Keys(e.to_string()))?;
+    state.keys.reload().await;
+    let (info, who) = (ClientInfo::from_request(&req), admin_ref(&admin));
+    let kids: Vec<String> = rotated.iter().map(|k| k.kid.clone()).collect();
+    state.write(move |conn| admin_event(conn, &who, &info, now, "keys_rotated_from_console", json!({ "new": kids }))).await?;
+    Ok(back_to("/admin/policy?done=1"))
 }
 
 // ---- Users ----
@@ -819,6 +981,7 @@ struct PolicyPage {
     nav: &'static str,
     admin: String,
     notice: Option<String>,
+    csrf: String,
     levels: Vec<LevelRow>,
     scope_rules: Vec<(String, String)>,
     risk_rules: Vec<(String, String)>,
@@ -839,10 +1002,12 @@ pub async fn policy(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
             aliases: l.aliases().join(" "),
         })
         .collect();
+    let notice = (!q(&query(&req), "done").is_empty()).then(|| "Signing keys rotated.".to_owned());
     let page = PolicyPage {
         nav: "policy",
         admin: admin.user.username.clone(),
-        notice: None,
+        notice,
+        csrf: admin.csrf.clone(),
         levels,
         scope_rules: state.policy.scope_rules.iter().map(|r| (r.scope.clone(), r.level.clone())).collect(),
         risk_rules: state.settings.risk.rules.iter().map(|r| (r.signal.as_str().replace('_', " "), r.level.clone())).collect(),
