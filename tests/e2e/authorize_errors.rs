@@ -97,3 +97,35 @@ async fn pages_carry_security_headers() {
     let missing = reqwest::get(app.url("/no/such/page")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn limits_on_what_a_client_sends_have_clear_errors() {
+    let app = spawn_app().await;
+    let client = app.add_client(false);
+    let base = app.authorize_url(&client, &[]);
+    // Too many parameters or an oversized value: a page (nothing is trusted enough to redirect to).
+    let many: String = (0..60).map(|i| format!("&x{i}=1")).collect();
+    let long = format!("&login_hint={}", "a".repeat(9000));
+    for url in [format!("{base}{many}"), format!("{base}{long}")] {
+        let resp = Browser::new().http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert!(resp.text().await.unwrap().contains("invalid_request"));
+    }
+    // A claims object nested absurdly deep: invalid_request to the client.
+    let deep = format!("{}{}{}", "{\"a\":".repeat(20), "1", "}".repeat(20));
+    let query = Browser::new().open(&app, &app.authorize_url(&client, &[("claims", &deep)])).await.rp();
+    assert_eq!(param(&query, "error"), Some("invalid_request"));
+    // Oversized bodies are refused before they are read.
+    let resp = reqwest::Client::new()
+        .post(app.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    // At most 20 redirect URIs per client.
+    let uris: Vec<String> = (0..21).map(|i| format!("https://rp.example/{i}")).collect();
+    let new = ladder_server::manage::NewClient::new("Many", uris, false, vec![]);
+    assert!(ladder_server::manage::add_client(&app.db, &app.policy.levels, new, app.now()).is_err());
+}

@@ -225,6 +225,9 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
     if new.redirect_uris.is_empty() {
         return Err(ManageError::Invalid("a client needs at least one redirect URI".into()));
     }
+    if new.redirect_uris.len() > 20 || new.settings.post_logout_redirect_uris.len() > 20 {
+        return Err(ManageError::Invalid("a client may register at most 20 redirect URIs of each kind".into()));
+    }
     for uri in &new.redirect_uris {
         validate_redirect_uri(uri)?;
     }

@@ -26,6 +26,23 @@ impl Params {
         Ok(found)
     }
 
+    /// The first limit these parameters break, if any: at most `max_count` parameters, names of
+    /// at most 64 characters, values of at most `max_len` (a client controls all of it).
+    pub fn over_limit(&self, max_count: usize, max_len: usize) -> Option<String> {
+        if self.0.len() > max_count {
+            return Some(format!("The request has more than {max_count} parameters."));
+        }
+        self.0.iter().find_map(|(k, v)| {
+            if k.len() > 64 {
+                Some("A parameter name is longer than 64 characters.".to_owned())
+            } else if v.len() > max_len {
+                Some(format!("The `{}` parameter is longer than {max_len} characters.", k.chars().take(64).collect::<String>()))
+            } else {
+                None
+            }
+        })
+    }
+
     /// The first parameter that is given more than once, if any.
     pub fn first_duplicate(&self) -> Option<&str> {
         self.0

@@ -28,6 +28,20 @@ use crate::session::{self, ActiveSession};
 use crate::state::AppState;
 use crate::stepup::{self, Evaluation};
 
+/// What an authorization request may carry (an ID token hint or a `claims` object fits easily).
+const MAX_PARAMS: usize = 50;
+const MAX_VALUE: usize = 8192;
+/// How deeply the `claims` JSON may nest (its real shape is three levels deep).
+const MAX_CLAIMS_DEPTH: usize = 6;
+
+fn json_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// A redirect URI that exactly matches one registered for the client, with the request's state.
 #[derive(Debug, Clone)]
 pub struct ValidatedRedirect {
@@ -103,6 +117,10 @@ pub async fn authorize_post(
 
 #[tracing::instrument(name = "authorize", skip_all)]
 async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Result<HttpResponse, AuthorizeError> {
+    // Limits first: nothing a client sends is trusted enough to redirect to until it fits them.
+    if let Some(problem) = params.over_limit(MAX_PARAMS, MAX_VALUE) {
+        return Err(page_error(state, "invalid_request", &problem));
+    }
     let client = check_client(state, &params).await?;
     let redirect = check_redirect_uri(state, &client, &params)?;
     let fail = |error: OAuthError| AuthorizeError {
@@ -367,6 +385,11 @@ pub fn unmet() -> OAuthError {
 fn check_acr(params: &Params) -> Result<(AcrRequest, Option<String>), OAuthError> {
     let acr_values = param(params, "acr_values")?;
     let claims = param(params, "claims")?;
+    if let Some(c) = &claims
+        && serde_json::from_str::<serde_json::Value>(c).is_ok_and(|v| json_depth(&v) > MAX_CLAIMS_DEPTH)
+    {
+        return Err(OAuthError::invalid_request(format!("The claims parameter nests deeper than {MAX_CLAIMS_DEPTH} levels.")));
+    }
     let acr = AcrRequest::from_params(acr_values.as_deref(), claims.as_deref())
         .map_err(|e| OAuthError::invalid_request(format!("{e}.")))?;
     // claims.id_token.sub.value names the user the RP expects (OIDC Core §5.5.1).
