@@ -13,6 +13,7 @@ mod cli;
 mod guard;
 mod conformance;
 mod console;
+mod crash;
 mod login;
 mod passkeys;
 mod risk;

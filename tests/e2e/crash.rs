@@ -1,0 +1,162 @@
+//! Faults: the real `ladder` binary killed with SIGKILL in the middle of sign-ins, restarted on the
+//! same database, loses nothing it acknowledged; SIGTERM shuts it down cleanly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{PASSWORD, form_action, input_value};
+
+const REDIRECT: &str = "https://rp.example.test/callback";
+
+struct Node {
+    dir: tempfile::TempDir,
+    port: u16,
+    key: String,
+}
+
+impl Node {
+    fn new() -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (_, key) = ladder_server::crypto::ServerKey::generate();
+        Node { dir: tempfile::tempdir().unwrap(), port, key }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ladder"))
+            .args(args)
+            .args(["--database-url", &format!("sqlite://{}", self.dir.path().join("ladder.db").display())])
+            .current_dir(self.dir.path())
+            .env("LADDER_SERVER_KEY", &self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    async fn start(&self) -> Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_ladder"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port), "--issuer", &self.base()])
+            .args(["--database-url", &format!("sqlite://{}", self.dir.path().join("ladder.db").display())])
+            .current_dir(self.dir.path())
+            .env("LADDER_SERVER_KEY", &self.key)
+            .env("LADDER_METRICS__BIND", "")
+            .env("LADDER_LOGIN__MAX_FAILURES_PER_IP", "100000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if reqwest::get(format!("{}/.well-known/openid-configuration", self.base())).await.is_ok() {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("ladder serve did not start");
+    }
+}
+
+/// One password sign-in through the real pages; the code the RP receives.
+async fn sign_in(base: &str, client_id: &str) -> Option<String> {
+    let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().ok()?;
+    let authorize = format!(
+        "{base}/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope=openid&state=s",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let resp = http.get(authorize).send().await.ok()?;
+    let page = resp.headers().get("location")?.to_str().ok()?.to_owned();
+    let html = http.get(format!("{base}{page}")).send().await.ok()?.text().await.ok()?;
+    let form = [("csrf", input_value(&html, "csrf")), ("username", "alice".into()), ("password", PASSWORD.into())];
+    let resp = http.post(format!("{base}{}", form_action(&html))).form(&form).send().await.ok()?;
+    let location = resp.headers().get("location")?.to_str().ok()?;
+    let url = url::Url::parse(location).ok()?;
+    url.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned())
+}
+
+async fn exchange(base: &str, client_id: &str, secret: &str, code: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)])
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_nothing_acknowledged() {
+    let node = Node::new();
+    node.cli(&["migrate"], None);
+    node.cli(&["user", "add", "alice", "--password-stdin"], Some(PASSWORD));
+    let client: Value = serde_json::from_str(&node.cli(&["client", "add", "--name", "RP", "--redirect-uri", REDIRECT, "--json"], None)).unwrap();
+    let (id, secret) = (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned());
+    let mut server = node.start().await;
+
+    // Sign-ins run in the background while the server is killed without warning.
+    let (base, cid) = (node.base(), id.clone());
+    let load = tokio::spawn(async move {
+        let mut codes = Vec::new();
+        for _ in 0..200 {
+            match sign_in(&base, &cid).await {
+                Some(code) => codes.push(code),
+                None => break,
+            }
+        }
+        codes
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let seen = load.await.unwrap();
+    assert!(!seen.is_empty(), "some sign-ins completed before the crash");
+
+    let mut server = node.start().await;
+    // Every acknowledged sign-in left its audit row (same transaction as its code)…
+    let events: Vec<Value> = node.cli(&["audit", "export", "--format", "jsonl"], None).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let logins = events.iter().filter(|e| e["kind"] == "login" && e["outcome"] == "success").count();
+    assert!(logins >= seen.len(), "{logins} audited sign-ins, {} acknowledged", seen.len());
+    // …the chain survived…
+    assert!(node.cli(&["audit", "verify"], None).contains("intact"));
+    // …and every code works exactly once across the restart.
+    for code in seen.iter().take(10) {
+        assert_eq!(exchange(&node.base(), &id, &secret, code).await, StatusCode::OK);
+        assert_eq!(exchange(&node.base(), &id, &secret, code).await, StatusCode::BAD_REQUEST);
+    }
+    // The restarted server serves sign-ins as before.
+    assert!(sign_in(&node.base(), &id).await.is_some());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly() {
+    let node = Node::new();
+    node.cli(&["migrate"], None);
+    let mut server = node.start().await;
+    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = server.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("exited within 10 s");
+    assert!(exited.success(), "{exited:?}");
+}
