@@ -160,3 +160,33 @@ async fn sigterm_shuts_down_cleanly() {
     let exited = exited.expect("exited within 10 s");
     assert!(exited.success(), "{exited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_answers_a_fast_503() {
+    let app = crate::harness::spawn_app_with(|s| s.database.pool_size = 1).await;
+    let client = app.add_client(false);
+    let db = app.db.clone();
+    // Something holds the only connection for a while.
+    let hold = std::thread::spawn(move || {
+        db.read(|_| {
+            std::thread::sleep(Duration::from_secs(7));
+            Ok(())
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let resp = reqwest::get(app.authorize_url(&client, &[])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let resp = reqwest::Client::new()
+        .post(app.url("/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client.id.as_str()), ("client_secret", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(7), "refused, not hung: {:?}", started.elapsed());
+    hold.join().unwrap().unwrap();
+}

@@ -151,6 +151,13 @@ impl std::fmt::Display for PageError {
 impl From<AppError> for PageError {
     fn from(e: AppError) -> Self {
         tracing::error!(error = %e, "internal error");
+        if matches!(e, AppError::Store(StoreError::Unavailable(_))) {
+            return PageError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Ladder is busy",
+                message: "Too many requests are being handled right now. Please try again in a moment.".into(),
+            };
+        }
         PageError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             title: "Something went wrong",
@@ -164,6 +171,10 @@ impl ResponseError for PageError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        error_page(self.status, self.title, &self.message, None)
+        let mut resp = error_page(self.status, self.title, &self.message, None);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
     }
 }

@@ -71,7 +71,7 @@ impl AuditEvent {
 pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError> {
     diesel::update(audit_head::table.find(1)).set(audit_head::seq.eq(audit_head::seq + 1)).execute(conn)?;
     let (seq, prev_hash): (i64, String) =
-        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(conn)?;
+        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).get_result(conn)?;
     let mut row = AuditEvent {
         id: event.id.clone(),
         at: event.at,
@@ -165,7 +165,7 @@ pub fn verify(conn: &mut Conn) -> Result<(u64, Option<Break>), StoreError> {
         }
     }
     let (head_seq, head_hash): (i64, String) =
-        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).first(conn)?;
+        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).get_result(conn)?;
     if head_seq != expected_seq - 1 || head_hash != prev {
         let tail = Break { seq: expected_seq, id: None, problem: format!("rows after {} are missing", expected_seq - 1) };
         return Ok((checked, Some(tail)));

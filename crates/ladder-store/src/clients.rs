@@ -139,7 +139,7 @@ pub fn find_client(conn: &mut Conn, id: &str) -> Result<Option<Client>, StoreErr
     clients::table
         .find(id)
         .select(ClientRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Client::try_from)
         .transpose()

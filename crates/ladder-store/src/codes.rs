@@ -60,7 +60,7 @@ pub fn redeem_code(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Redempt
     let existing = authorization_codes::table
         .find(code_hash)
         .select(AuthorizationCode::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(existing.map_or(Redemption::Unknown, Redemption::Replayed))
 }

@@ -39,7 +39,7 @@ pub fn find_known(conn: &mut Conn, user_id: &str, token_hash: &str) -> Result<Op
         .filter(devices::user_id.eq(user_id))
         .filter(devices::forgotten_at.is_null())
         .select(Device::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -50,7 +50,7 @@ pub fn find_totp(conn: &mut Conn, user_id: &str) -> Result<Option<TotpCredential
     Ok(totp_credentials::table
         .find(user_id)
         .select(TotpCredential::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

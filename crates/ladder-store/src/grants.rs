@@ -31,7 +31,7 @@ pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
 }
 
 pub fn find_grant(conn: &mut Conn, id: &str) -> Result<Option<Grant>, StoreError> {
-    Ok(grants::table.find(id).select(Grant::as_select()).first(conn).optional()?)
+    Ok(grants::table.find(id).select(Grant::as_select()).get_result(conn).optional()?)
 }
 
 /// Revokes the grant and every token it issued; returns false if it was already revoked.
@@ -82,7 +82,7 @@ pub struct RefreshToken {
 }
 
 pub fn find_refresh_token(conn: &mut Conn, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-    Ok(refresh_tokens::table.find(token_hash).select(RefreshToken::as_select()).first(conn).optional()?)
+    Ok(refresh_tokens::table.find(token_hash).select(RefreshToken::as_select()).get_result(conn).optional()?)
 }
 
 /// Marks the token used, once (conditional UPDATE): true when this call rotated it.
@@ -116,7 +116,7 @@ pub struct AccessTokenRecord {
 }
 
 pub fn find_access_token(conn: &mut Conn, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
-    Ok(access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).first(conn).optional()?)
+    Ok(access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).get_result(conn).optional()?)
 }
 
 pub fn revoke_access_token(conn: &mut Conn, jti: &str, now: i64) -> Result<(), StoreError> {

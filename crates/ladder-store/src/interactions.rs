@@ -27,7 +27,7 @@ pub fn find_interaction(conn: &mut Conn, id: &str, now: i64) -> Result<Option<In
         .find(id)
         .filter(interactions::expires_at.gt(now))
         .select(Interaction::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

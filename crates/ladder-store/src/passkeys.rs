@@ -39,7 +39,7 @@ pub fn find_by_cred_id(conn: &mut Conn, cred_id: &str) -> Result<Option<StoredPa
     Ok(passkeys::table
         .filter(passkeys::cred_id.eq(cred_id))
         .select(StoredPasskey::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -98,5 +98,5 @@ pub fn take_challenge(conn: &mut Conn, id: &str, interaction_id: &str, kind: &st
     if taken != 1 {
         return Ok(None);
     }
-    Ok(webauthn_challenges::table.find(id).select(Challenge::as_select()).first(conn).optional()?)
+    Ok(webauthn_challenges::table.find(id).select(Challenge::as_select()).get_result(conn).optional()?)
 }

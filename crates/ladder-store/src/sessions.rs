@@ -53,12 +53,12 @@ pub fn find_live_session(
         .filter(sessions::expires_at.gt(now))
         .filter(sessions::last_seen_at.gt(now - idle_timeout))
         .select(Session::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
 pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreError> {
-    Ok(sessions::table.find(id).select(Session::as_select()).first(conn).optional()?)
+    Ok(sessions::table.find(id).select(Session::as_select()).get_result(conn).optional()?)
 }
 
 /// Gives the session a new cookie value (at every authentication, against fixation).

@@ -30,12 +30,12 @@ pub fn find_user_by_username(conn: &mut Conn, username: &str) -> Result<Option<U
     Ok(users::table
         .filter(users::username.eq(username))
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
 pub fn find_user(conn: &mut Conn, id: &str) -> Result<Option<User>, StoreError> {
-    Ok(users::table.find(id).select(User::as_select()).first(conn).optional()?)
+    Ok(users::table.find(id).select(User::as_select()).get_result(conn).optional()?)
 }
 
 pub fn list_users(conn: &mut Conn) -> Result<Vec<User>, StoreError> {
@@ -78,7 +78,7 @@ pub fn find_password_hash(conn: &mut Conn, user_id: &str) -> Result<Option<Strin
     Ok(password_credentials::table
         .find(user_id)
         .select(password_credentials::phc_hash)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

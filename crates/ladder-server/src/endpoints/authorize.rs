@@ -81,6 +81,11 @@ impl ResponseError for AuthorizeError {
                     .insert_header((header::CACHE_CONTROL, "no-store"))
                     .finish()
             }
+            None if self.error.status == StatusCode::SERVICE_UNAVAILABLE => {
+                let mut resp = error_page(self.error.status, "Ladder is busy", "Please try again in a moment.", None);
+                resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                resp
+            }
             None => error_page(
                 self.error.status,
                 "This sign-in link is not valid",
