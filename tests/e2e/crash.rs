@@ -47,7 +47,7 @@ impl Node {
     }
 
     async fn start(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_ladder"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ladder"))
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port), "--issuer", &self.base()])
             .args(["--database-url", &format!("sqlite://{}", self.dir.path().join("ladder.db").display())])
             .current_dir(self.dir.path())
@@ -65,6 +65,8 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("ladder serve did not start");
     }
 }
