@@ -124,20 +124,6 @@ struct AccountPage {
     devices: Vec<DeviceRow>,
 }
 
-fn day(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
-}
-
 fn agent(ua: Option<&str>) -> String {
     let ua = ua.unwrap_or("Unknown browser");
     let name = ["Firefox", "Edg", "Chrome", "Safari", "curl"].into_iter().find(|b| ua.contains(b)).unwrap_or("Browser");
@@ -165,18 +151,18 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         csrf: me.csrf.clone(),
         has_totp: me.enrolled.contains(&Factor::Totp),
         recovery_left,
-        passkeys: keys.into_iter().map(|p| PasskeyRow { id: p.id, name: p.name, added: day(p.created_at) }).collect(),
+        passkeys: keys.into_iter().map(|p| PasskeyRow { id: p.id, name: p.name, added: crate::console::pages::date(p.created_at) }).collect(),
         passkeys_available: state.webauthn.is_some(),
         sessions: live
             .into_iter()
             .map(|s| SessionRow {
                 agent: agent(s.user_agent.as_deref()),
                 ip: s.ip.clone().unwrap_or_default(),
-                started: day(s.created_at),
+                started: crate::console::pages::date(s.created_at),
                 current: s.id == sid,
             })
             .collect(),
-        devices: known.into_iter().map(|d| DeviceRow { id: d.id, agent: agent(d.user_agent.as_deref()), seen: day(d.last_seen_at) }).collect(),
+        devices: known.into_iter().map(|d| DeviceRow { id: d.id, agent: agent(d.user_agent.as_deref()), seen: crate::console::pages::date(d.last_seen_at) }).collect(),
     };
     html(&page)
 }

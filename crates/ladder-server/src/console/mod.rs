@@ -4,7 +4,7 @@
 //! (deleting a client, resetting a user's factors) first ask for a fresh, stronger sign-in.
 
 pub mod auth;
-mod pages;
+pub(crate) mod pages;
 
 use actix_web::cookie::Cookie;
 use actix_web::{HttpRequest, HttpResponse, web};

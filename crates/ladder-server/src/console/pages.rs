@@ -40,10 +40,16 @@ fn back_to(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_owned())).finish()
 }
 
-fn time(at: i64) -> String {
-    // UTC, without a date library: days since epoch → civil date (Howard Hinnant's algorithm).
-    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
-    let z = days + 719_468;
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub(crate) fn time(at: i64) -> String {
+    let secs = at.rem_euclid(86_400);
+    format!("{} {:02}:{:02}", date(at), secs / 3600, secs % 3600 / 60)
+}
+
+/// `YYYY-MM-DD` in UTC, without a date library: days since the epoch to a civil date (Howard
+/// Hinnant's algorithm).
+pub(crate) fn date(at: i64) -> String {
+    let z = at.div_euclid(86_400) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -51,8 +57,7 @@ fn time(at: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
+    format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
 }
 
 /// Writes an admin action to the audit trail, in the transaction of the change.
@@ -1013,4 +1018,14 @@ pub async fn policy(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         risk_rules: state.settings.risk.rules.iter().map(|r| (r.signal.as_str().replace('_', " "), r.level.clone())).collect(),
     };
     render(&admin, &page)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::time(0), "1970-01-01 00:00");
+        assert_eq!(super::time(951_782_400 + 3_661), "2000-02-29 01:01");
+        assert_eq!(super::date(1_800_000_000), "2027-01-15");
+    }
 }
