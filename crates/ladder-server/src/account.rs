@@ -6,7 +6,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use ladder_core::{Factor, recovery, totp};
+use ladder_core::{Factor, totp};
 use ladder_store::{devices, factors, passkeys, sessions, users};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::browser::{ClientInfo, browser_key};
 use crate::console::auth::{self, ConsoleSession, Need};
 use crate::errors::{AppError, PageError};
 use crate::interaction::pages::{RecoveryCodesPage, TotpEnrolPage, totp_context};
-use crate::interaction::totp::recovery_hash;
+use crate::interaction::totp::{new_recovery_codes, recovery_hash};
 use crate::state::AppState;
 
 const FRESH_SECS: i64 = 300;
@@ -253,7 +253,7 @@ pub async fn new_recovery_codes(state: web::Data<AppState>, req: HttpRequest, fo
     if !me.enrolled.contains(&Factor::Totp) {
         return Err(PageError::bad_request("No authenticator app", "Recovery codes come with an authenticator app; set one up first."));
     }
-    let codes = fresh_codes()?;
+    let codes = new_recovery_codes()?;
     let (info, now, who, c) = (ClientInfo::from_request(&req), state.now(), copy(&me), codes.clone());
     state
         .write(move |conn| {
@@ -263,16 +263,6 @@ pub async fn new_recovery_codes(state: web::Data<AppState>, req: HttpRequest, fo
         })
         .await?;
     html(&RecoveryCodesPage { codes, continue_url: "/account".into(), client_name: "your account".into() })
-}
-
-fn fresh_codes() -> Result<Vec<String>, AppError> {
-    let mut codes = Vec::with_capacity(recovery::COUNT);
-    for _ in 0..recovery::COUNT {
-        let mut bytes = [0u8; recovery::BYTES_PER_CODE];
-        openssl::rand::rand_bytes(&mut bytes).map_err(|e| AppError::Keys(e.to_string()))?;
-        codes.push(recovery::format_code(&bytes));
-    }
-    Ok(codes)
 }
 
 /// `GET /account/totp`: an authenticator-app enrolment (after a fresh sign-in).
@@ -324,7 +314,7 @@ pub async fn totp_confirm(state: web::Data<AppState>, req: HttpRequest, form: we
     let Some(step) = totp::check(&secret, &form.code, now) else {
         return totp_page(&state, &me, &secret, Some("That code isn't right. Enter the code your app shows now.".into()), StatusCode::OK);
     };
-    let codes = fresh_codes()?;
+    let codes = new_recovery_codes()?;
     let (info, who, c) = (ClientInfo::from_request(&req), copy(&me), codes.clone());
     let confirmed = state
         .write(move |conn| {

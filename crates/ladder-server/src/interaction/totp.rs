@@ -40,6 +40,17 @@ pub fn recovery_hash(user_id: &str, typed: &str) -> String {
     sha256_hex(&format!("{user_id}:{}", recovery::normalize(typed)))
 }
 
+/// A fresh set of recovery codes (shown once; only their hashes are kept).
+pub fn new_recovery_codes() -> Result<Vec<String>, AppError> {
+    let mut codes = Vec::with_capacity(recovery::COUNT);
+    for _ in 0..recovery::COUNT {
+        let mut bytes = [0u8; recovery::BYTES_PER_CODE];
+        openssl::rand::rand_bytes(&mut bytes).map_err(|e| AppError::Keys(e.to_string()))?;
+        codes.push(recovery::format_code(&bytes));
+    }
+    Ok(codes)
+}
+
 enum Outcome {
     Accepted { token: String, recovery_left: Option<i64> },
     Wrong,
@@ -197,12 +208,7 @@ pub async fn enrol(
         return pages::render_enrolment(&state, &req, &pending, &active, shown, error).await;
     }
 
-    let mut codes = Vec::with_capacity(recovery::COUNT);
-    for _ in 0..recovery::COUNT {
-        let mut bytes = [0u8; recovery::BYTES_PER_CODE];
-        openssl::rand::rand_bytes(&mut bytes).map_err(|e| AppError::Keys(e.to_string()))?;
-        codes.push(recovery::format_code(&bytes));
-    }
+    let codes = new_recovery_codes()?;
     let now = state.now();
     let (server_key, policies) = (state.server_key.clone(), attempts::policies(&state));
     let (user_id, session_id, client_id) = (active.user.id.clone(), active.session.id.clone(), pending.client.id.clone());
