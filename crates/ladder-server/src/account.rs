@@ -16,7 +16,7 @@ use crate::browser::{ClientInfo, browser_key};
 use crate::console::auth::{self, ConsoleSession, Need};
 use crate::errors::{AppError, PageError};
 use crate::interaction::pages::{RecoveryCodesPage, TotpEnrolPage, totp_context};
-use crate::interaction::totp::{new_recovery_codes, recovery_hash};
+use crate::interaction::totp::{self as totp_step, recovery_hash};
 use crate::state::AppState;
 
 const FRESH_SECS: i64 = 300;
@@ -253,7 +253,7 @@ pub async fn new_recovery_codes(state: web::Data<AppState>, req: HttpRequest, fo
     if !me.enrolled.contains(&Factor::Totp) {
         return Err(PageError::bad_request("No authenticator app", "Recovery codes come with an authenticator app; set one up first."));
     }
-    let codes = new_recovery_codes()?;
+    let codes = totp_step::new_recovery_codes()?;
     let (info, now, who, c) = (ClientInfo::from_request(&req), state.now(), copy(&me), codes.clone());
     state
         .write(move |conn| {
@@ -314,7 +314,7 @@ pub async fn totp_confirm(state: web::Data<AppState>, req: HttpRequest, form: we
     let Some(step) = totp::check(&secret, &form.code, now) else {
         return totp_page(&state, &me, &secret, Some("That code isn't right. Enter the code your app shows now.".into()), StatusCode::OK);
     };
-    let codes = new_recovery_codes()?;
+    let codes = totp_step::new_recovery_codes()?;
     let (info, who, c) = (ClientInfo::from_request(&req), copy(&me), codes.clone());
     let confirmed = state
         .write(move |conn| {
