@@ -105,6 +105,9 @@ impl r2d2::ManageConnection for Manager {
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     is_sqlite: bool,
+    /// SQLite has one writer at a time: writers queue here rather than in SQLite's busy handler,
+    /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset.
+    writer: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -131,7 +134,7 @@ impl Db {
             .connection_timeout(std::time::Duration::from_secs(3))
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, is_sqlite })
+        Ok(Db { pool, is_sqlite, writer: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -173,8 +176,11 @@ impl Db {
     }
 
     /// Runs `f` in one write transaction. On SQLite the transaction takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of deadlocking.
+    /// (`BEGIN IMMEDIATE`) so two writers never deadlock; within this process they first queue on
+    /// a mutex, and the busy timeout only arbitrates with other processes (the CLI).
     pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // Taken before a pooled connection, so a queued writer never holds one idle.
+        let _writer = self.is_sqlite.then(|| self.writer.lock().unwrap_or_else(|p| p.into_inner()));
         let mut conn = self.conn()?;
         let conn: &mut Conn = &mut conn;
         if self.is_sqlite {
