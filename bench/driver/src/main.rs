@@ -45,6 +45,15 @@ enum Cmd {
     },
     /// Put two servers' JSON results side by side (the table compare.sh prints)
     Compare(report::CompareArgs),
+    /// Half the lower of the two servers' best rates for a row: the offered load of a fixed-rate run
+    HalfRate {
+        #[arg(long)]
+        ladder: PathBuf,
+        #[arg(long)]
+        peer: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -126,6 +135,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Argon2Limit { duration } => argon2_limit(duration),
         Cmd::Compare(args) => report::compare(&args),
+        Cmd::HalfRate { ladder, peer, name } => report::half_rate(&ladder, &peer, &name),
         Cmd::Run(args) => runtime()?.block_on(run(args)),
         Cmd::EnrolTotp(args) => runtime()?.block_on(enrol(args)),
     }

@@ -152,3 +152,15 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
 fn yes(b: bool) -> &'static str {
     if b { "met" } else { "**not met**" }
 }
+
+/// Prints half the lower of the two servers' best closed-loop rates for `name` (at least 1).
+pub fn half_rate(ladder: &PathBuf, peer: &PathBuf, name: &str) -> Result<()> {
+    let rate = |path: &PathBuf| -> Result<f64> {
+        let best = best(read(path)?.into_iter().filter(|r| r.rate.is_none()).collect());
+        Ok(best.get(name).map_or(0.0, |(r, _)| r.per_sec))
+    };
+    let (l, p) = (rate(ladder)?, rate(peer)?);
+    let lower = if l > 0.0 && p > 0.0 { l.min(p) } else { l.max(p) };
+    println!("{:.0}", (lower / 2.0).max(1.0));
+    Ok(())
+}

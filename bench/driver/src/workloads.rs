@@ -246,9 +246,7 @@ pub async fn op(ctx: &Ctx, wl: Workload, st: &mut WState) -> Result<()> {
             let v = oidc::post_form(&ctx.http, &ctx.disc.token_endpoint, &ctx.auth, &form).await?;
             oidc::str_field(&v, "access_token")?;
             if let Some(new) = v.get("refresh_token").and_then(Value::as_str) {
-                if new != rt.as_str() {
-                    ctx.note("refresh tokens rotate".into());
-                }
+                ctx.note(if new != rt.as_str() { "refresh tokens rotate".into() } else { "refresh token reused".into() });
                 *rt = new.to_owned();
             } else {
                 ctx.note("refresh tokens do not rotate".into());
