@@ -133,7 +133,11 @@ impl Actor {
     fn act(&mut self, page: &Resp) -> Result<Action> {
         let forms = html::forms(&page.body);
         let join = |a: &str| page.url.join(if a.is_empty() { page.url.as_str() } else { a }).context("form action");
+        let refused = |what: &str| anyhow!("{what} refused: {}", html::alert(&page.body).unwrap_or_else(|| html::title(&page.body)));
         if let Some(f) = forms.iter().find(|f| f.has_password()) {
+            if self.asked_password {
+                return Err(refused("password"));
+            }
             self.asked_password = true;
             let user_field = if f.has_input("login") { "login" } else { "username" };
             let fields = f.fill(&[(user_field, &self.username), ("password", &self.password)]);
@@ -143,6 +147,9 @@ impl Actor {
             if !self.enrol {
                 bail!("asked to enrol TOTP");
             }
+            if self.enrolled.is_some() {
+                return Err(refused("TOTP enrolment code"));
+            }
             let secret_b32 = html::secret(&page.body).ok_or_else(|| anyhow!("enrolment page without a secret"))?;
             let secret = ladder_core::totp::secret_from_base32(&secret_b32).ok_or_else(|| anyhow!("bad secret"))?;
             let step = unix_now() / 30;
@@ -151,6 +158,9 @@ impl Actor {
             return Ok(Action::Post(join(&f.action)?, f.fill(&[("code", &code)])));
         }
         if let Some(f) = forms.iter().find(|f| f.action.ends_with("/totp") && f.hidden("kind") == Some("totp")) {
+            if self.asked_totp {
+                return Err(refused("TOTP code"));
+            }
             self.asked_totp = true;
             let (secret, step) = self.totp.as_ref().ok_or_else(|| anyhow!("asked for a TOTP code"))?;
             let code = ladder_core::totp::generate(secret, step * 30).ok_or_else(|| anyhow!("totp"))?;

@@ -102,6 +102,15 @@ pub fn link(html: &str, prefix: &str) -> Option<String> {
     None
 }
 
+/// The text of the page's first `role="alert"` element (the message Ladder shows after a refusal).
+pub fn alert(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    let at = lower.find("role=\"alert\"")?;
+    let start = lower[at..].find('>')? + at + 1;
+    let end = lower[start..].find('<')? + start;
+    Some(decode(html[start..end].trim()))
+}
+
 /// The page's `<title>`, for error messages.
 pub fn title(html: &str) -> String {
     let lower = html.to_ascii_lowercase();

@@ -362,20 +362,24 @@ impl Steps {
         Steps { users, cursor: 0 }
     }
 
-    /// Reserves up to `n` (user, step) pairs usable during the next ~20 seconds.
+    /// Reserves up to `n` (user, step) pairs usable during the next ~20 seconds, at most one per
+    /// user: a batch runs concurrently, and a user's later step accepted first would make the
+    /// provider refuse the earlier one as a replay.
     fn reserve(&mut self, n: usize) -> Vec<(usize, i64)> {
         let now = unix_now();
         let s = now / 30;
         // The previous step stays valid until the end of the current one: use it only early on.
         let lowest = if now % 30 < 10 { s - 1 } else { s };
         let mut out = Vec::new();
+        let mut taken = vec![false; self.users.len()];
         let mut idle = 0;
         while out.len() < n && idle < self.users.len() {
             let i = self.cursor % self.users.len();
             self.cursor += 1;
             let u = &mut self.users[i];
             let next = (u.last_step + 1).max(lowest);
-            if next <= s + 1 {
+            if !taken[i] && next <= s + 1 {
+                taken[i] = true;
                 u.last_step = next;
                 out.push((i, next));
                 idle = 0;
