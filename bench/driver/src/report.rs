@@ -78,13 +78,20 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let peer = best(read(&args.peer)?);
     let mut names: Vec<&String> = ladder.keys().collect();
     names.sort_by_key(|n| (n.contains('@'), ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()), n.to_string()));
-    println!("| workload | Ladder | peer | ratio | Ladder p50 / p99 ms | peer p50 / p99 ms | target |");
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("| workload | Ladder | peer | ratio | Ladder p50 / p99 ms | peer p50 / p99 ms | server CPU µs/op Ladder / peer | target |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for name in names {
         let (l, rounds) = &ladder[name];
         let p = peer.get(peer_name(name)).map(|(p, _)| p);
         let errors = |r: &RunResult| if r.errors > 0 { format!(" ({} errors)", r.errors) } else { String::new() };
         let lat = |r: &RunResult| format!("{:.2} / {:.2}", r.p50_ms, r.p99_ms);
+        // Pooled runs mint between measured phases, so their CPU per operation is not comparable.
+        let pooled = |r: &RunResult| matches!(r.workload.as_str(), "code-exchange" | "stepup");
+        let cpu = |r: &RunResult| match r.server_cpu_us {
+            Some(u) if !pooled(r) => format!("{u:.0}"),
+            _ => "–".into(),
+        };
+        let cpus = format!("{} / {}", cpu(l), p.map_or("–".into(), cpu));
         if let Some(rate) = l.rate {
             // Fixed-rate rows: the tail at the same offered load.
             let ratio = p.map(|p| l.p99_ms / p.p99_ms);
@@ -98,7 +105,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
                 None => format!("p99/p50 ≤ 3: {} ({spread:.1})", yes(spread <= 3.0)),
             };
             println!(
-                "| {name} ({rate:.0}/s offered) | p99 {:.2} ms{} | {} | {} | {} | {} | {target} |",
+                "| {name} ({rate:.0}/s offered) | p99 {:.2} ms{} | {} | {} | {} | {} | {cpus} | {target} |",
                 l.p99_ms,
                 errors(l),
                 p.map_or("–".into(), |p| format!("p99 {:.2} ms{}", p.p99_ms, errors(p))),
@@ -128,7 +135,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         let rounds = if *rounds > 1 { format!(" (best of {rounds})") } else { String::new() };
         let pname = if peer_name(name) != name { format!(" ({})", peer_name(name)) } else { String::new() };
         println!(
-            "| {name} | {:.0} {unit}{}{rounds} | {}{pname} | {} | {} | {} | {target} |",
+            "| {name} | {:.0} {unit}{}{rounds} | {}{pname} | {} | {} | {} | {cpus} | {target} |",
             l.per_sec,
             errors(l),
             p.map_or("–".into(), |p| format!("{:.0} {unit}{}", p.per_sec, errors(p))),
@@ -139,7 +146,7 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     }
     if let (Some(l), Some(p)) = (args.ladder_rss, args.peer_rss) {
         println!(
-            "| peak RSS (VmHWM) | {:.1} MB | {:.1} MB | {:.2} | | | ≤ 30 MB: {} |",
+            "| peak RSS (VmHWM) | {:.1} MB | {:.1} MB | {:.2} | | | | ≤ 30 MB: {} |",
             l as f64 / 1024.0,
             p as f64 / 1024.0,
             l as f64 / p as f64,
