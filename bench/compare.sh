@@ -296,7 +296,7 @@ fi
 {
     echo "Ladder ($DB_LABEL) against node-oidc-provider $(node -p "require('$ROOT/bench/peer/node_modules/oidc-provider/package.json').version" 2>/dev/null || echo '?') (node $(node --version 2>/dev/null))"
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $CORES cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $PINNING"
-    echo "$CONCURRENCY connections, $DURATION s per workload, $ROUNDS alternating rounds (best round shown); argon2id m=19456,t=2,p=1: ${ARGON2:-?} verifications/s on one core"
+    echo "$CONCURRENCY connections, $DURATION s per workload, $ROUNDS alternating rounds (best round shown); argon2id m=19456,t=2,p=1: $(printf "%.1f" "${ARGON2:-0}") verifications/s on one core"
     echo
     "$DRIVER" compare --ladder "$OUT/ladder.jsonl" --peer "$OUT/peer.jsonl" ${ARGON2:+--argon2 "$ARGON2"} \
         --ladder-rss "$LADDER_RSS" --peer-rss "$PEER_RSS"
