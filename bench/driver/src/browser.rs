@@ -133,7 +133,9 @@ impl Actor {
     fn act(&mut self, page: &Resp) -> Result<Action> {
         let forms = html::forms(&page.body);
         let join = |a: &str| page.url.join(if a.is_empty() { page.url.as_str() } else { a }).context("form action");
-        let refused = |what: &str| anyhow!("{what} refused: {}", html::alert(&page.body).unwrap_or_else(|| html::title(&page.body)));
+        let refused = |what: &str| {
+            anyhow!("{what} refused: {}", html::alert(&page.body).unwrap_or_else(|| html::title(&page.body)))
+        };
         if let Some(f) = forms.iter().find(|f| f.has_password()) {
             if self.asked_password {
                 return Err(refused("password"));
@@ -233,7 +235,10 @@ mod tests {
         b.store("_interaction=abc; path=/interaction/x1; httponly", "/auth");
         b.store("_session=s; path=/; samesite=lax", "/interaction/x1");
         b.store("ladder_browser=b; Path=/; HttpOnly", "/authorize");
-        assert_eq!(b.cookie_header("/interaction/x1").as_deref(), Some("_interaction=abc; _session=s; ladder_browser=b"));
+        assert_eq!(
+            b.cookie_header("/interaction/x1").as_deref(),
+            Some("_interaction=abc; _session=s; ladder_browser=b")
+        );
         assert_eq!(b.cookie_header("/interaction/x10").as_deref(), Some("_session=s; ladder_browser=b"));
         b.store("_session=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT", "/");
         assert_eq!(b.cookie_header("/token").as_deref(), Some("ladder_browser=b"));

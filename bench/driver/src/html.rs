@@ -200,7 +200,9 @@ pub fn decode(s: &str) -> String {
             "gt" => Some('>'),
             "quot" => Some('"'),
             "apos" => Some('\''),
-            e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32),
+            e if e.starts_with("#x") || e.starts_with("#X") => {
+                u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32)
+            }
             e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
             _ => None,
         };
@@ -234,11 +236,10 @@ mod tests {
         assert_eq!(f[0].action, "/interaction/ab-c/password");
         assert_eq!(f[0].hidden("csrf"), Some("t0k=n"));
         assert!(f[0].has_password());
-        assert_eq!(f[0].fill(&[("username", "al")]), vec![
-            ("csrf".into(), "t0k=n".into()),
-            ("username".into(), "al".into()),
-            ("password".into(), "".into())
-        ]);
+        assert_eq!(
+            f[0].fill(&[("username", "al")]),
+            vec![("csrf".into(), "t0k=n".into()), ("username".into(), "al".into()), ("password".into(), "".into())]
+        );
         assert_eq!(secret(html).as_deref(), Some("ABCDEFGH"));
         assert_eq!(link(html, "/interaction/").as_deref(), Some("/interaction/x"));
         assert_eq!(title(html), "Sign in · Ladder");

@@ -296,8 +296,12 @@ async fn enrol(args: EnrolArgs) -> Result<()> {
                 let mut browser = Browser::default();
                 let result = ctx.enrol_flow(&mut browser, &mut actor, &acr).await;
                 match (result, actor.enrolled.take()) {
-                    (Ok(()), Some((secret, step))) => out.push(TotpUser { username, password, secret, last_step: step }),
-                    (Ok(()), None) => errors.push(format!("{username}: not offered TOTP enrolment (already enrolled?)")),
+                    (Ok(()), Some((secret, step))) => {
+                        out.push(TotpUser { username, password, secret, last_step: step })
+                    }
+                    (Ok(()), None) => {
+                        errors.push(format!("{username}: not offered TOTP enrolment (already enrolled?)"))
+                    }
                     (Err(e), _) => errors.push(format!("{username}: {e:#}")),
                 }
             }
@@ -355,6 +359,9 @@ fn argon2_limit(duration: f64) -> Result<()> {
         n += 1;
     }
     let per_sec = n as f64 / t0.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({ "argon2id_params": "m=19456,t=2,p=1", "threads": 1, "verifies_per_sec": per_sec }));
+    println!(
+        "{}",
+        serde_json::json!({ "argon2id_params": "m=19456,t=2,p=1", "threads": 1, "verifies_per_sec": per_sec })
+    );
     Ok(())
 }

@@ -94,12 +94,7 @@ pub fn authorize_url(endpoint: &Url, r: &AuthRequest) -> Url {
 /// POSTs a form to the token (or introspection) endpoint with client authentication; the JSON
 /// answer on 200, else an error naming the status and OAuth error code.
 pub async fn post_form(http: &reqwest::Client, url: &Url, auth: &str, form: &[(&str, &str)]) -> Result<Value> {
-    let resp = http
-        .post(url.clone())
-        .header(reqwest::header::AUTHORIZATION, auth)
-        .form(form)
-        .send()
-        .await?;
+    let resp = http.post(url.clone()).header(reqwest::header::AUTHORIZATION, auth).form(form).send().await?;
     let status = resp.status();
     let body = resp.bytes().await?;
     if !status.is_success() {

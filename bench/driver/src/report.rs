@@ -78,7 +78,9 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
     let peer = best(read(&args.peer)?);
     let mut names: Vec<&String> = ladder.keys().collect();
     names.sort_by_key(|n| (n.contains('@'), ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()), n.to_string()));
-    println!("| workload | Ladder | peer | ratio | Ladder p50 / p99 ms | peer p50 / p99 ms | server CPU µs/op Ladder / peer | target |");
+    println!(
+        "| workload | Ladder | peer | ratio | Ladder p50 / p99 ms | peer p50 / p99 ms | server CPU µs/op Ladder / peer | target |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for name in names {
         let (l, rounds) = &ladder[name];
@@ -119,7 +121,9 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         let unit = if l.unit == "flow" { "flows/s" } else { "/s" };
         let target = match (name.as_str(), ratio) {
             ("discovery" | "jwks", Some(r)) => format!("≥ 5×: {}", yes(r >= 5.0)),
-            ("client-credentials" | "introspect" | "userinfo" | "login-fast", Some(r)) => format!("≥ 3×: {}", yes(r >= 3.0)),
+            ("client-credentials" | "introspect" | "userinfo" | "login-fast", Some(r)) => {
+                format!("≥ 3×: {}", yes(r >= 3.0))
+            }
             ("stepup", Some(r)) => format!("≥ 3× peer's full login: {}", yes(r >= 3.0)),
             ("code-exchange", _) => format!("≥ 5,000/s: {}", yes(l.per_sec >= 5000.0)),
             ("login-argon2", _) => match args.argon2 {

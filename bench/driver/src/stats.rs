@@ -125,7 +125,19 @@ pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
 pub fn print_header() {
     println!(
         "{:<26} {:>5} {:>4} {:>7} {:>8} {:>6} {:>10} {:>8} {:>8} {:>7} {:>6} {:>6} {:>9}",
-        "workload", "unit", "conc", "rate", "ok", "errors", "per s", "p50 ms", "p99 ms", "p99/p50", "srvcpu", "drvcpu", "srv µs/op"
+        "workload",
+        "unit",
+        "conc",
+        "rate",
+        "ok",
+        "errors",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "p99/p50",
+        "srvcpu",
+        "drvcpu",
+        "srv µs/op"
     );
 }
 

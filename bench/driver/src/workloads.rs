@@ -146,7 +146,13 @@ impl Ctx {
     }
 
     /// An authorization request in `browser`, answered by `actor`; returns the code and its verifier.
-    async fn code(&self, browser: &mut Browser, actor: &mut Actor, acr: Option<&str>, want_refresh: bool) -> Result<(String, String)> {
+    async fn code(
+        &self,
+        browser: &mut Browser,
+        actor: &mut Actor,
+        acr: Option<&str>,
+        want_refresh: bool,
+    ) -> Result<(String, String)> {
         let (pk, state, nonce) = (oidc::pkce(), oidc::random(12), oidc::random(12));
         let (scope, prompt) = self.scope(want_refresh);
         let req = AuthRequest {
@@ -219,7 +225,13 @@ pub async fn op(ctx: &Ctx, wl: Workload, st: &mut WState) -> Result<()> {
         Workload::Discovery => ctx.get_ok(&ctx.disc.discovery_url, None).await,
         Workload::Jwks => ctx.get_ok(&ctx.disc.jwks_uri, None).await,
         Workload::ClientCredentials => {
-            let v = oidc::post_form(&ctx.http, &ctx.disc.token_endpoint, &ctx.auth, &[("grant_type", "client_credentials")]).await?;
+            let v = oidc::post_form(
+                &ctx.http,
+                &ctx.disc.token_endpoint,
+                &ctx.auth,
+                &[("grant_type", "client_credentials")],
+            )
+            .await?;
             let at = oidc::str_field(&v, "access_token")?;
             if ctx.notes.lock().unwrap().is_empty() {
                 ctx.note(format!("access token {}", oidc::jwt_alg(at)));
@@ -246,7 +258,11 @@ pub async fn op(ctx: &Ctx, wl: Workload, st: &mut WState) -> Result<()> {
             let v = oidc::post_form(&ctx.http, &ctx.disc.token_endpoint, &ctx.auth, &form).await?;
             oidc::str_field(&v, "access_token")?;
             if let Some(new) = v.get("refresh_token").and_then(Value::as_str) {
-                ctx.note(if new != rt.as_str() { "refresh tokens rotate".into() } else { "refresh token reused".into() });
+                ctx.note(if new != rt.as_str() {
+                    "refresh tokens rotate".into()
+                } else {
+                    "refresh token reused".into()
+                });
                 *rt = new.to_owned();
             } else {
                 ctx.note("refresh tokens do not rotate".into());
@@ -262,7 +278,8 @@ pub async fn prepare(ctx: &mut Ctx, wl: Workload, concurrency: usize) -> Result<
     match wl {
         Workload::Introspect | Workload::Userinfo if ctx.tokens.is_empty() => {
             for _ in 0..concurrency.clamp(1, 8) {
-                let v = ctx.login(&mut Browser::default(), None, false).await.context("signing in to get access tokens")?;
+                let v =
+                    ctx.login(&mut Browser::default(), None, false).await.context("signing in to get access tokens")?;
                 ctx.tokens.push(oidc::str_field(&v, "access_token")?.to_owned());
             }
         }
@@ -270,8 +287,10 @@ pub async fn prepare(ctx: &mut Ctx, wl: Workload, concurrency: usize) -> Result<
             let ctx: &Ctx = ctx;
             let mut states = Vec::new();
             for _ in 0..concurrency {
-                let v = ctx.login(&mut Browser::default(), None, true).await.context("signing in to get refresh tokens")?;
-                let rt = v.get("refresh_token").and_then(Value::as_str).ok_or_else(|| anyhow!("no refresh token issued"))?;
+                let v =
+                    ctx.login(&mut Browser::default(), None, true).await.context("signing in to get refresh tokens")?;
+                let rt =
+                    v.get("refresh_token").and_then(Value::as_str).ok_or_else(|| anyhow!("no refresh token issued"))?;
                 states.push(WState::Refresh(rt.to_owned()));
             }
             return Ok(states);
@@ -493,7 +512,8 @@ pub async fn pool_op(ctx: &Ctx, item: Item, steps: Option<&Arc<Mutex<Steps>>>) -
                 bail!("step-up asked for password={} totp={}", actor.asked_password, actor.asked_totp);
             }
             let v = ctx.exchange(&code, &verifier).await?;
-            let claims = oidc::jwt_claims(oidc::str_field(&v, "id_token")?).ok_or_else(|| anyhow!("unreadable ID token"))?;
+            let claims =
+                oidc::jwt_claims(oidc::str_field(&v, "id_token")?).ok_or_else(|| anyhow!("unreadable ID token"))?;
             let got = claims.get("acr").and_then(Value::as_str).unwrap_or("");
             if got != acr {
                 bail!("ID token acr is {got:?}, expected {acr:?}");

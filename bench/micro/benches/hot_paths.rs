@@ -29,7 +29,8 @@ fn key_set(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir) -> Arc<KeySet>
     let (server_key, _) = ServerKey::generate();
     let sk = server_key.clone();
     db.write(move |conn| {
-        ladder_server::signing::ensure_keys(conn, &sk, now()).map_err(|e| ladder_store::StoreError::Corrupt(e.to_string()))
+        ladder_server::signing::ensure_keys(conn, &sk, now())
+            .map_err(|e| ladder_store::StoreError::Corrupt(e.to_string()))
     })
     .expect("keys");
     let cache = KeyCache::load(db, server_key).expect("key cache");
@@ -81,7 +82,8 @@ fn jwt(c: &mut Criterion) {
             let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(jwks.as_bytes()));
         }
     });
-    let guard = ladder_guard::Guard::builder(ISSUER, AUDIENCE).jwks_uri(format!("http://127.0.0.1:{port}/jwks")).build();
+    let guard =
+        ladder_guard::Guard::builder(ISSUER, AUDIENCE).jwks_uri(format!("http://127.0.0.1:{port}/jwks")).build();
     rt.block_on(guard.verify(&es)).expect("guard accepts the token");
     c.bench_function("guard/verify ES256 access token", |b| {
         b.iter(|| rt.block_on(guard.verify(black_box(&es))).expect("verify"))
