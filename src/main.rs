@@ -356,9 +356,7 @@ fn audit_cmd(settings: Settings, cmd: AuditCommand) -> Result<()> {
                             o(&e.client_id), o(&e.ip), o(&e.user_agent), csv_field(&e.detail), e.hash
                         )?;
                     } else {
-                        let mut v = serde_json::to_value(e)?;
-                        v["detail"] = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
-                        writeln!(out, "{v}")?;
+                        writeln!(out, "{}", e.to_json())?;
                     }
                 }
             }

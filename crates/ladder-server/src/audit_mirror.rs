@@ -42,9 +42,7 @@ pub fn spawn(state: web::Data<AppState>, path: PathBuf) {
             }
             let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| {
                 for e in &page {
-                    let mut v = serde_json::to_value(e).unwrap_or_default();
-                    v["detail"] = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
-                    writeln!(f, "{v}")?;
+                    writeln!(f, "{}", e.to_json())?;
                 }
                 f.flush()
             });

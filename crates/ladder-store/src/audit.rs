@@ -44,6 +44,13 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The event as one JSON object for exports, with `detail` as an object rather than a string.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["detail"] = serde_json::from_str(&self.detail).unwrap_or(serde_json::Value::Null);
+        v
+    }
+
     /// The hash this row must carry: SHA-256 over the previous hash and the row's fields in a
     /// fixed order (a JSON array, so no field can bleed into the next).
     pub fn expected_hash(&self) -> String {

@@ -943,14 +943,7 @@ pub async fn audit_export(state: web::Data<AppState>, req: HttpRequest) -> Resul
     let filter = audit_filter(&state, &params).await?;
     let events = state.read(move |conn| audit::search(conn, &filter, 0, 100_000)).await?;
     if q(&params, "format") == "json" {
-        let body: Vec<Value> = events
-            .iter()
-            .map(|e| {
-                let mut v = serde_json::to_value(e).unwrap_or_default();
-                v["detail"] = serde_json::from_str(&e.detail).unwrap_or(Value::Null);
-                v
-            })
-            .collect();
+        let body: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
         return Ok(HttpResponse::Ok()
             .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"ladder-audit.json\""))
             .json(body));
