@@ -182,6 +182,12 @@ enum ClientCommand {
         /// The `aud` of its access tokens (the API it calls), instead of Ladder's userinfo.
         #[arg(long, value_name = "AUD")]
         audience: Option<String>,
+        /// Sign its ID tokens with RS256 (default), ES256 or EdDSA.
+        #[arg(long, value_name = "ALG")]
+        id_token_alg: Option<String>,
+        /// Sign its access tokens with ES256 (default), RS256 or EdDSA.
+        #[arg(long, value_name = "ALG")]
+        access_token_alg: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -526,6 +532,8 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             post_logout_redirect_uris,
             backchannel_logout_uri,
             audience,
+            id_token_alg,
+            access_token_alg,
             json,
         } => {
             let mut new = NewClient::new(&name, redirect_uris, public, scopes);
@@ -546,6 +554,8 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             s.post_logout_redirect_uris = post_logout_redirect_uris;
             s.backchannel_logout_uri = backchannel_logout_uri;
             s.audience = audience;
+            s.id_token_signed_response_alg = id_token_alg;
+            s.access_token_signed_response_alg = access_token_alg;
             let (client, secret) = manage::add_client(&db, &settings.policy()?.levels, new, now())?;
             if json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));

@@ -171,6 +171,70 @@ async fn client_credentials_for_service_clients() {
     assert_eq!((status, s(&body, "error")), (StatusCode::BAD_REQUEST, "unauthorized_client"));
 }
 
+/// Verifies a token's signature with the published key its header names; returns the header's alg.
+async fn verified_alg(app: &TestApp, token: &str) -> String {
+    let jwks: Value = reqwest::get(app.url("/jwks.json")).await.unwrap().json().await.unwrap();
+    let header = jwt_header(token);
+    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("key published");
+    let jwk = josekit::jwk::Jwk::from_bytes(key.to_string()).unwrap();
+    let alg = header["alg"].as_str().unwrap().to_owned();
+    let verified = match alg.as_str() {
+        "RS256" => jwt::decode_with_verifier(token, &josekit::jws::RS256.verifier_from_jwk(&jwk).unwrap()),
+        "ES256" => jwt::decode_with_verifier(token, &ES256.verifier_from_jwk(&jwk).unwrap()),
+        "EdDSA" => jwt::decode_with_verifier(token, &josekit::jws::EdDSA.verifier_from_jwk(&jwk).unwrap()),
+        other => panic!("unexpected alg {other}"),
+    };
+    verified.unwrap_or_else(|e| panic!("{alg} signature does not verify: {e}"));
+    alg
+}
+
+#[tokio::test]
+async fn clients_choose_the_algorithms_of_their_tokens() {
+    let app = spawn_app().await;
+    // Defaults: RS256 ID tokens (every RP accepts them), ES256 access tokens.
+    let plain = app.add_client(false);
+    let (_, tokens) = signed_in(&app, &plain).await;
+    assert_eq!(verified_alg(&app, s(&tokens, "id_token")).await, "RS256");
+    assert_eq!(verified_alg(&app, s(&tokens, "access_token")).await, "ES256");
+
+    let chooser = app.add_client_with(false, |c| {
+        c.settings.id_token_signed_response_alg = Some("ES256".into());
+        c.settings.access_token_signed_response_alg = Some("EdDSA".into());
+    });
+    let browser = Browser::new();
+    let query = browser.sign_in(&app, &app.authorize_url(&chooser, &[]), "alice").await;
+    let (status, tokens) = app.exchange(&chooser, param(&query, "code").unwrap(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(verified_alg(&app, s(&tokens, "id_token")).await, "ES256");
+    let at = s(&tokens, "access_token");
+    assert_eq!(verified_alg(&app, at).await, "EdDSA");
+    assert_eq!(introspect(&app, &chooser, at).await["active"], true);
+    let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "userinfo accepts an EdDSA access token");
+    // Refreshed tokens keep the client's algorithms.
+    let (status, refreshed) = refresh(&app, &chooser, s(&tokens, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_eq!(verified_alg(&app, s(&refreshed, "id_token")).await, "ES256");
+    assert_eq!(verified_alg(&app, s(&refreshed, "access_token")).await, "EdDSA");
+
+    // A service client with RS256 access tokens: introspectable and revocable without a grant row.
+    let service = app.add_client_with(false, |c| {
+        c.settings.grant_types = vec!["client_credentials".into()];
+        c.settings.access_token_signed_response_alg = Some("RS256".into());
+    });
+    let (status, body) = post(&app, "/token", &service, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let at = s(&body, "access_token");
+    assert_eq!(verified_alg(&app, at).await, "RS256");
+    assert_eq!(introspect(&app, &service, at).await["active"], true);
+    assert_eq!(post(&app, "/revoke", &service, &[("token", at)]).await.0, StatusCode::OK);
+    assert_eq!(introspect(&app, &service, at).await["active"], false);
+
+    // Discovery says what ID tokens can be signed with.
+    let discovery: Value = reqwest::get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
+    assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["RS256", "ES256", "EdDSA"]));
+}
+
 fn es256_pair() -> (josekit::jwk::Jwk, String) {
     let pair = ES256.generate_key_pair().unwrap();
     let mut private = pair.to_jwk_private_key();
@@ -364,7 +428,7 @@ async fn oidcc_server_rotate_keys() {
     let jwks: Value = reqwest::get(app.url("/jwks.json")).await.unwrap().json().await.unwrap();
     let kids: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().map(|k| &k["kid"]).collect();
     assert!(kids.contains(&&old_kid), "the old key stays published");
-    assert_eq!(kids.len(), 4, "two algorithms, old and new");
+    assert_eq!(kids.len(), 6, "three algorithms, old and new");
     // New tokens use the new key; old tokens still verify.
     let query = browser.open(&app, &app.authorize_url(&client, &[])).await.rp();
     let (_, after) = app.exchange(&client, param(&query, "code").unwrap(), &[]).await;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use josekit::jwk::{Jwk, JwkSet};
-use josekit::jws::{ES256, JwsVerifier, RS256};
+use josekit::jws::{ES256, EdDSA, JwsVerifier, RS256};
 
 use crate::error::{GuardError, TokenRejection};
 
@@ -17,6 +17,8 @@ use crate::error::{GuardError, TokenRejection};
 pub(crate) enum Alg {
     ES256,
     RS256,
+    /// Ed25519 (RFC 8037).
+    EdDSA,
 }
 
 impl Alg {
@@ -24,6 +26,7 @@ impl Alg {
         match name {
             "ES256" => Some(Alg::ES256),
             "RS256" => Some(Alg::RS256),
+            "EdDSA" => Some(Alg::EdDSA),
             _ => None,
         }
     }
@@ -35,6 +38,7 @@ impl Alg {
             None => match (jwk.key_type(), jwk.curve()) {
                 ("EC", Some("P-256")) => Some(Alg::ES256),
                 ("RSA", _) => Some(Alg::RS256),
+                ("OKP", Some("Ed25519")) => Some(Alg::EdDSA),
                 _ => None,
             },
         }
@@ -166,7 +170,7 @@ impl KeyCache {
         }
     }
 
-    /// Fetches and parses the JWKS; keys that cannot verify ES256/RS256 signatures are skipped.
+    /// Fetches and parses the JWKS; keys that cannot verify ES256, RS256 or EdDSA signatures are skipped.
     async fn fetch(&self) -> Result<Vec<Key>, ()> {
         let response = self.http.get(&self.uri).send().await.map_err(|_| ())?;
         if !response.status().is_success() {
@@ -185,6 +189,10 @@ impl KeyCache {
                     Err(_) => continue,
                 },
                 Alg::RS256 => match RS256.verifier_from_jwk(jwk) {
+                    Ok(v) => Arc::new(v),
+                    Err(_) => continue,
+                },
+                Alg::EdDSA => match EdDSA.verifier_from_jwk(jwk) {
                     Ok(v) => Arc::new(v),
                     Err(_) => continue,
                 },

@@ -8,7 +8,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use josekit::jwk::{Jwk, JwkSet, KeyPair};
-use josekit::jws::{ES256, JwsHeader, RS256};
+use josekit::jwk::alg::ed::EdCurve;
+use josekit::jws::{ES256, EdDSA, JwsHeader, RS256};
 use josekit::jwt::{self, JwtPayload};
 use ladder_guard::{Guard, GuardError, LOA1, LOA2, LOA3, Requirement, VerifiedToken};
 use serde_json::{Map, Value, json};
@@ -30,6 +31,16 @@ impl TestKey {
         TestKey::finish(
             kid,
             "ES256",
+            pair.to_jwk_private_key(),
+            pair.to_jwk_public_key(),
+        )
+    }
+
+    fn ed25519(kid: &str) -> TestKey {
+        let pair = EdDSA.generate_key_pair(EdCurve::Ed25519).unwrap();
+        TestKey::finish(
+            kid,
+            "EdDSA",
             pair.to_jwk_private_key(),
             pair.to_jwk_public_key(),
         )
@@ -69,6 +80,11 @@ impl TestKey {
                 &payload,
                 &header,
                 &ES256.signer_from_jwk(&self.private).unwrap(),
+            ),
+            "EdDSA" => jwt::encode_with_signer(
+                &payload,
+                &header,
+                &EdDSA.signer_from_jwk(&self.private).unwrap(),
             ),
             _ => jwt::encode_with_signer(
                 &payload,
@@ -164,6 +180,7 @@ struct World {
     clock: Arc<AtomicI64>,
     es: TestKey,
     rs: TestKey,
+    ed: TestKey,
     http: reqwest::Client,
     servers: Vec<ServerHandle>,
 }
@@ -202,10 +219,14 @@ impl World {
     async fn start_with(
         configure: impl FnOnce(ladder_guard::GuardBuilder) -> ladder_guard::GuardBuilder,
     ) -> World {
-        let (es, rs) = (TestKey::es256("es-1"), TestKey::rs256());
+        let (es, rs, ed) = (
+            TestKey::es256("es-1"),
+            TestKey::rs256(),
+            TestKey::ed25519("ed-1"),
+        );
         let state = web::Data::new(IssuerState {
             issuer: Mutex::new(String::new()),
-            jwks: Mutex::new(jwks(&[&es, &rs])),
+            jwks: Mutex::new(jwks(&[&es, &rs, &ed])),
             fetches: AtomicUsize::new(0),
             down: AtomicBool::new(false),
         });
@@ -236,6 +257,7 @@ impl World {
             clock,
             es,
             rs,
+            ed,
             http: reqwest::Client::new(),
             servers: vec![issuer_handle, api_handle],
         }
@@ -344,6 +366,15 @@ async fn rs256_loa3_token_meets_a_loa2_route() {
                 .rs
                 .sign(world.claims_with(json!({"acr": LOA3, "aud": ["other", AUDIENCE]}))),
         )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[actix_web::test]
+async fn eddsa_token_is_accepted() {
+    let world = World::start().await;
+    let resp = world
+        .pay(&world.ed.sign(world.claims_with(json!({"acr": LOA2}))))
         .await;
     assert_eq!(resp.status(), 200);
 }

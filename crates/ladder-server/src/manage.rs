@@ -176,6 +176,14 @@ fn validate_settings(public: bool, s: &mut ClientSettings) -> Result<(), ManageE
     if let Some(uri) = &s.backchannel_logout_uri {
         validate_backchannel_or_jwks_uri(uri, "backchannel_logout_uri")?;
     }
+    for (what, alg) in [("ID token", &s.id_token_signed_response_alg), ("access token", &s.access_token_signed_response_alg)] {
+        if let Some(a) = alg
+            && Alg::parse(a).is_none()
+        {
+            let known: Vec<&str> = Alg::ALL.iter().map(|a| a.as_str()).collect();
+            return invalid(format!("unknown {what} algorithm `{a}`; use one of {}", known.join(", ")));
+        }
+    }
     Ok(())
 }
 

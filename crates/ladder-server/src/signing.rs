@@ -1,12 +1,14 @@
 //! Signing keys: generated on first start, stored with the private half encrypted under the server
 //! key, cached in memory (reloaded every minute so a rotation on one node reaches all), and served
-//! as a pre-serialized JWKS. ID tokens default to RS256 (required by OIDC), access tokens to ES256.
+//! as a pre-serialized JWKS. ID tokens default to RS256 (required by OIDC), access tokens to ES256;
+//! a client may ask for any of the three algorithms for either (its registration metadata).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use josekit::jwk::{Jwk, KeyPair};
-use josekit::jws::{ES256, JwsHeader, JwsSigner, JwsVerifier, RS256};
+use josekit::jwk::alg::ed::EdCurve;
+use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
 use josekit::jwt::{self, JwtPayload};
 use ladder_store::keys::{self, SigningKey};
 use ladder_store::{Conn, Db};
@@ -21,15 +23,18 @@ const RELOAD_EVERY: Duration = Duration::from_secs(60);
 pub enum Alg {
     RS256,
     ES256,
+    /// Ed25519 (RFC 8037).
+    EdDSA,
 }
 
 impl Alg {
-    pub const ALL: [Alg; 2] = [Alg::RS256, Alg::ES256];
+    pub const ALL: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Alg::RS256 => "RS256",
             Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
         }
     }
 
@@ -53,6 +58,10 @@ pub fn generate_key(alg: Alg, server_key: &ServerKey, now: i64) -> Result<Signin
         }
         Alg::ES256 => {
             let pair = ES256.generate_key_pair().map_err(keys_err)?;
+            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
+        }
+        Alg::EdDSA => {
+            let pair = EdDSA.generate_key_pair(EdCurve::Ed25519).map_err(keys_err)?;
             (pair.to_jwk_private_key(), pair.to_jwk_public_key())
         }
     };
@@ -148,6 +157,10 @@ impl KeySet {
                 Alg::ES256 => (
                     Box::new(ES256.signer_from_jwk(&private).map_err(keys_err)?),
                     Box::new(ES256.verifier_from_jwk(&public).map_err(keys_err)?),
+                ),
+                Alg::EdDSA => (
+                    Box::new(EdDSA.signer_from_jwk(&private).map_err(keys_err)?),
+                    Box::new(EdDSA.verifier_from_jwk(&public).map_err(keys_err)?),
                 ),
             };
             jwks.push_key(public);

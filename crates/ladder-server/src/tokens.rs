@@ -1,4 +1,5 @@
-//! Minting tokens: JWT access tokens (RFC 9068, ES256), ID tokens (OIDC Core §2, RS256) and opaque
+//! Minting tokens: JWT access tokens (RFC 9068, ES256 unless the client asks otherwise), ID tokens
+//! (OIDC Core §2, RS256 unless the client registered `id_token_signed_response_alg`) and opaque
 //! refresh tokens, all from one grant (the token family). Everything minted is recorded so it can
 //! be revoked and introspected.
 
@@ -47,9 +48,22 @@ pub fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> Re
     }
 }
 
+/// The algorithm of a client's ID tokens: RS256, the one every relying party must accept, unless
+/// it registered another.
+pub fn id_token_alg(client: &Client) -> Alg {
+    client.settings.id_token_signed_response_alg.as_deref().and_then(Alg::parse).unwrap_or(Alg::RS256)
+}
+
+/// The algorithm of a client's access tokens: ES256 (fast to sign, small) unless it asked otherwise.
+pub fn access_token_alg(client: &Client) -> Alg {
+    client.settings.access_token_signed_response_alg.as_deref().and_then(Alg::parse).unwrap_or(Alg::ES256)
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn mint_access_token(
     state: &AppState,
     keys: &KeySet,
+    alg: Alg,
     grant: &Grant,
     scope: &str,
     aud: &str,
@@ -76,12 +90,13 @@ pub fn mint_access_token(
     if let Some(sid) = &grant.session_id {
         c.insert("sid".into(), json!(sid));
     }
-    Ok((keys.sign(Alg::ES256, "at+jwt", c)?, jti))
+    Ok((keys.sign(alg, "at+jwt", c)?, jti))
 }
 
 pub fn mint_id_token(
     state: &AppState,
     keys: &KeySet,
+    alg: Alg,
     grant: &Grant,
     nonce: Option<&str>,
     now: i64,
@@ -105,7 +120,7 @@ pub fn mint_id_token(
     if let Some(nonce) = nonce {
         c.insert("nonce".into(), json!(nonce));
     }
-    Ok(Some(keys.sign(Alg::RS256, "JWT", c)?))
+    Ok(Some(keys.sign(alg, "JWT", c)?))
 }
 
 /// A new refresh token for the grant; returns the token (only its hash is stored).

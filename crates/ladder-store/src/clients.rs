@@ -39,6 +39,10 @@ pub struct ClientSettings {
     pub audience: Option<String>,
     /// Transaction values (by currency) above which the value-threshold risk signal fires.
     pub value_thresholds: std::collections::BTreeMap<String, f64>,
+    /// JWS algorithm of its ID tokens (OIDC Dynamic Registration §2); unset means RS256.
+    pub id_token_signed_response_alg: Option<String>,
+    /// JWS algorithm of its access tokens; unset means ES256.
+    pub access_token_signed_response_alg: Option<String>,
 }
 
 impl Default for ClientSettings {
@@ -52,6 +56,8 @@ impl Default for ClientSettings {
             backchannel_logout_uri: None,
             audience: None,
             value_thresholds: Default::default(),
+            id_token_signed_response_alg: None,
+            access_token_signed_response_alg: None,
         }
     }
 }

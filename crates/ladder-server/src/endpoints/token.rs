@@ -123,32 +123,48 @@ async fn authorization_code(
         revoked_reason: None,
     };
     let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
-    issue(state, grant, code.nonce.as_deref(), &aud, with_refresh, true, now).await
+    issue(state, client, grant, code.nonce.as_deref(), &aud, with_refresh, Family::New, now).await
+}
+
+/// How the tokens being issued relate to the grant rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// A new grant (a code redeemed): its row is written with the tokens.
+    New,
+    /// A refresh of a grant already stored.
+    Existing,
+    /// No family to revoke as a whole (client_credentials: one access token, no refresh, no user):
+    /// only the token's own row is kept, for introspection and revocation.
+    None,
 }
 
 /// Mints and records the tokens of a grant (new or refreshed) in one transaction.
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
+    client: &Client,
     grant: Grant,
     nonce: Option<&str>,
     aud: &str,
     with_refresh: bool,
-    new_grant: bool,
+    family: Family,
     now: i64,
 ) -> Result<HttpResponse, OAuthError> {
     let exp = tokens::access_expiry(state, &grant, now).ok_or_else(tokens::lapsed)?;
     let keys = state.keys.get().await;
-    let (access_token, jti) = tokens::mint_access_token(state, &keys, &grant, &grant.scope, aud, exp, now)?;
-    let id_token = tokens::mint_id_token(state, &keys, &grant, nonce, now)?;
+    let access_alg = tokens::access_token_alg(client);
+    let (access_token, jti) = tokens::mint_access_token(state, &keys, access_alg, &grant, &grant.scope, aud, exp, now)?;
+    let id_token = tokens::mint_id_token(state, &keys, tokens::id_token_alg(client), &grant, nonce, now)?;
     let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
     let refresh_ttl = state.settings.tokens.refresh_token_ttl_secs;
     let (g, j) = (grant.clone(), minted.jti.clone());
     let refresh = state
         .write(move |conn| {
-            if new_grant {
+            if family == Family::New {
                 grants::insert_grant(conn, &g)?;
             }
-            grants::insert_access_token(conn, &j, Some(&g.id), &g.client_id, exp)?;
+            let grant_id = (family != Family::None).then_some(g.id.as_str());
+            grants::insert_access_token(conn, &j, grant_id, &g.client_id, exp)?;
             with_refresh.then(|| tokens::new_refresh_token(conn, &g.id, refresh_ttl, now)).transpose()
         })
         .await?;
@@ -273,7 +289,7 @@ async fn refresh(
         }
         grant.scope = scope.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     }
-    issue(state, grant, None, &aud, true, false, now).await
+    issue(state, client, grant, None, &aud, true, Family::Existing, now).await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token with the client as
@@ -308,5 +324,5 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params, 
         revoked_at: None,
         revoked_reason: None,
     };
-    issue(state, grant, None, &aud, false, true, now).await
+    issue(state, client, grant, None, &aud, false, Family::None, now).await
 }
