@@ -271,5 +271,5 @@ async fn edit_disable_rotate_secret_and_rotate_keys() {
     let before = app.db.read(ladder_store::keys::list_all).unwrap().len();
     let resp = post(&app, &browser, "/admin/keys/rotate", &[("csrf", csrf.as_str())]).await;
     assert_eq!(resp.headers()["location"], "/admin/policy?done=1");
-    assert_eq!(app.db.read(ladder_store::keys::list_all).unwrap().len(), before + 2);
+    assert_eq!(app.db.read(ladder_store::keys::list_all).unwrap().len(), before + 3, "one new key per algorithm");
 }

@@ -470,3 +470,53 @@ async fn expired_rows_are_purged_and_live_ones_kept() {
     let again = ladder_server::maintenance::purge_now(&app.state).await.unwrap();
     assert_eq!(again.refresh_tokens, 0);
 }
+
+#[tokio::test]
+async fn client_changes_made_elsewhere_are_seen() {
+    use ladder_store::clients;
+    let app = spawn_app().await;
+    let service = app.add_client_with(false, |c| {
+        c.settings.grant_types = vec!["client_credentials".into(), "authorization_code".into()];
+    });
+    let grant = [("grant_type", "client_credentials")];
+    assert_eq!(post(&app, "/token", &service, &grant).await.0, StatusCode::OK);
+    let stored = |app: &TestApp| app.db.read(|c| clients::find_client(c, &service.id)).unwrap().unwrap();
+    let save = |app: &TestApp, client: clients::Client| app.db.write(move |c| clients::update_client(c, &client)).unwrap();
+
+    // A secret rotated by another process (the CLI, another node) works at once.
+    let secret = "a-secret-set-somewhere-else-0123456789";
+    let mut client = stored(&app);
+    client.secret_hash = Some(ladder_server::crypto::sha256_hex(secret));
+    save(&app, client);
+    let rotated = TestClient { id: service.id.clone(), secret: Some(secret.into()) };
+    assert_eq!(post(&app, "/token", &rotated, &grant).await.0, StatusCode::OK);
+
+    // A redirect URI registered elsewhere is accepted at once (the request goes on to sign-in).
+    let other = "https://rp.example.test/other-callback";
+    let browser = Browser::new();
+    let opens_sign_in = |url: String| {
+        let http = browser.http.clone();
+        async move { http.get(url).send().await.unwrap().status() == StatusCode::SEE_OTHER }
+    };
+    assert!(opens_sign_in(app.authorize_url(&service, &[])).await);
+    let mut client = stored(&app);
+    client.redirect_uris.push(other.into());
+    save(&app, client);
+    let url = app.authorize_url(&service, &[]).replace(
+        &format!("redirect_uri={}", urlencode(REDIRECT_URI)),
+        &format!("redirect_uri={}", urlencode(other)),
+    );
+    assert!(opens_sign_in(url).await);
+
+    // A client disabled elsewhere is refused once the cached copy is a few seconds old.
+    let mut client = stored(&app);
+    client.disabled = true;
+    save(&app, client);
+    app.clock.advance(ladder_server::client_cache::TTL_SECS);
+    assert_eq!(post(&app, "/token", &rotated, &grant).await.0, StatusCode::UNAUTHORIZED);
+    assert!(!opens_sign_in(app.authorize_url(&service, &[])).await);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

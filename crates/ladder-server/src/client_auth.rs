@@ -84,7 +84,12 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
             id.clone()
         }
     };
-    let client = state.read(move |conn| clients::find_client(conn, &id)).await?;
+    let client = match state.clients.get(&id, state.now()) {
+        Some(c) if !c.disabled && secret_matches(&presented, &c) => Some(c),
+        // Nothing cached, or a refusal based on what the cache holds, which may predate a change
+        // made elsewhere (a secret rotated by the CLI, a client re-enabled on another node).
+        _ => state.fresh_client(&id).await?,
+    };
     // A failed Basic attempt is answered with a Basic challenge (RFC 6749 §5.2).
     let basic = matches!(presented, Presented::Basic { .. });
     let refuse = || {
@@ -97,9 +102,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
     let client = client.filter(|c| !c.disabled).ok_or_else(refuse)?;
     let method = client.settings.token_endpoint_auth_method.as_str();
     let ok = match (&presented, &client.secret_hash) {
-        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(hash)) => {
-            constant_time_eq(&sha256_hex(secret), hash)
-        }
+        (Presented::Basic { .. } | Presented::Post { .. }, Some(_)) => secret_matches(&presented, &client),
         (Presented::Assertion { assertion, .. }, _) if method == "private_key_jwt" => {
             verify_assertion(state, &client, assertion).await?;
             true
@@ -108,6 +111,18 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
         _ => false,
     };
     if ok { Ok(client) } else { Err(refuse()) }
+}
+
+/// For secret-based methods, whether the secret is the client's (hashes compared in constant
+/// time); other methods are checked elsewhere.
+fn secret_matches(presented: &Presented, client: &Client) -> bool {
+    match (presented, &client.secret_hash) {
+        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(hash)) => {
+            constant_time_eq(&sha256_hex(secret), hash)
+        }
+        (Presented::Basic { .. } | Presented::Post { .. }, None) => false,
+        _ => true,
+    }
 }
 
 fn unverified_claim(jwt: &str, name: &str) -> Option<String> {

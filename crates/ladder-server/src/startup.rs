@@ -127,6 +127,7 @@ pub fn build_state(
         clock,
         server_key,
         keys,
+        clients: Default::default(),
         discovery_json,
         hashing: Semaphore::new(permits),
         http: reqwest::Client::builder()

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use ladder_core::Clock;
+use ladder_store::clients::{self, Client};
 use ladder_store::{Conn, Db, StoreError};
 use tokio::sync::Semaphore;
 
+use crate::client_cache::ClientCache;
 use crate::crypto::ServerKey;
 use crate::errors::AppError;
 use crate::settings::{Policy, Settings};
@@ -21,6 +23,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub server_key: ServerKey,
     pub keys: KeyCache,
+    pub clients: ClientCache,
     /// The discovery document, serialized once at start-up.
     pub discovery_json: String,
     /// Bounds concurrent password hashing (argon2 is CPU- and memory-heavy by design).
@@ -84,6 +87,24 @@ impl AppState {
             .await
             .map_err(|e| AppError::Blocking(e.to_string()))?
             .map_err(AppError::from)
+    }
+
+    /// A registered client, from the cache when it was read in the last few seconds.
+    pub async fn client(&self, id: &str) -> Result<Option<Client>, AppError> {
+        if let Some(c) = self.clients.get(id, self.now()) {
+            return Ok(Some(c));
+        }
+        self.fresh_client(id).await
+    }
+
+    /// A registered client read from the database now (and cached).
+    pub async fn fresh_client(&self, id: &str) -> Result<Option<Client>, AppError> {
+        let id = id.to_owned();
+        let found = self.read(move |conn| clients::find_client(conn, &id)).await?;
+        if let Some(c) = &found {
+            self.clients.put(c, self.now());
+        }
+        Ok(found)
     }
 
     /// Verifies a password against a PHC hash on the blocking pool, at most N at once.

@@ -437,6 +437,7 @@ pub async fn client_delete(state: web::Data<AppState>, req: HttpRequest, path: w
         return Err(PageError::bad_request("That client cannot be deleted", "The console needs it to sign you in."));
     }
     let (info, now, who) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin));
+    let deleted = id.clone();
     let removed = state
         .write(move |conn| {
             let removed = clients::delete_client(conn, &id)?;
@@ -446,6 +447,8 @@ pub async fn client_delete(state: web::Data<AppState>, req: HttpRequest, path: w
             Ok(removed)
         })
         .await?;
+    // After the commit, so no request in between can cache the old row again.
+    state.clients.forget(&deleted);
     if !removed {
         return Err(PageError::bad_request("No such client", "It may have been deleted already."));
     }
@@ -525,12 +528,14 @@ pub async fn client_update(state: web::Data<AppState>, req: HttpRequest, path: w
     client.min_acr = min_acr;
     client.updated_at = state.now();
     let (info, now, who) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin));
+    let updated = client.id.clone();
     state
         .write(move |conn| {
             clients::update_client(conn, &client)?;
             admin_event(conn, &who, &info, now, "client_updated", json!({ "client": client.id, "redirect_uris": client.redirect_uris }))
         })
         .await?;
+    state.clients.forget(&updated);
     Ok(back_to("/admin/clients?done=1"))
 }
 
@@ -569,6 +574,7 @@ pub async fn client_action(
     let Some(client) = updated else {
         return Err(PageError::bad_request("Nothing was changed", "Unknown client or action."));
     };
+    state.clients.forget(&client.id);
     match secret {
         Some(secret) => {
             let page = ClientCreatedPage { nav: "clients", admin: admin.user.username.clone(), notice: Some("The old secret no longer works.".into()), name: client.name, client_id: client.id, secret: Some(secret) };

@@ -11,7 +11,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use ladder_store::clients::{self, Client};
+use ladder_store::clients::Client;
 use ladder_store::interactions::{self, Interaction};
 
 use ladder_core::{AcrRequest, Factor, MaxAge, Plan, Reason, SessionView, reauth_reason};
@@ -126,8 +126,17 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     if let Some(problem) = params.over_limit(MAX_PARAMS, MAX_VALUE) {
         return Err(page_error(state, "invalid_request", &problem));
     }
-    let client = check_client(state, &params).await?;
-    let redirect = check_redirect_uri(state, &client, &params)?;
+    let client = check_client(state, &params, false).await?;
+    let (client, redirect) = match check_redirect_uri(state, &client, &params) {
+        Ok(redirect) => (client, redirect),
+        // The cached registration may predate a redirect URI added elsewhere: read it again
+        // before refusing.
+        Err(_) => {
+            let client = check_client(state, &params, true).await?;
+            let redirect = check_redirect_uri(state, &client, &params)?;
+            (client, redirect)
+        }
+    };
     let fail = |error: OAuthError| AuthorizeError {
         error,
         redirect: Some(redirect.clone()),
@@ -229,13 +238,17 @@ fn param(params: &Params, name: &str) -> Result<Option<String>, OAuthError> {
         .map_err(|d| OAuthError::invalid_request(format!("The `{}` parameter is repeated.", d.0)))
 }
 
-async fn check_client(state: &AppState, params: &Params) -> Result<Client, AuthorizeError> {
+async fn check_client(state: &AppState, params: &Params, fresh: bool) -> Result<Client, AuthorizeError> {
     let id = match params.get("client_id") {
         Ok(Some(id)) => id.to_owned(),
         Ok(None) => return Err(page_error(state, "invalid_request", "The request has no client_id.")),
         Err(_) => return Err(page_error(state, "invalid_request", "The client_id parameter is repeated.")),
     };
-    let found = state.read(move |conn| clients::find_client(conn, &id)).await.map_err(|e| AuthorizeError {
+    let found = match state.clients.get(&id, state.now()) {
+        Some(c) if !fresh && !c.disabled => Ok(Some(c)),
+        _ => state.fresh_client(&id).await,
+    };
+    let found = found.map_err(|e| AuthorizeError {
         error: OAuthError::from(e),
         redirect: None,
         issuer: state.issuer.clone(),

@@ -74,7 +74,7 @@ async fn validate(state: &AppState, params: &Params) -> Result<LogoutRequest, Pa
         (a, c) => a.or(c),
     };
     let client = match client_id {
-        Some(id) => state.read(move |conn| clients::find_client(conn, &id)).await?,
+        Some(id) => state.client(&id).await?,
         None => None,
     };
     let destination = match (&uri, &client) {
