@@ -209,7 +209,7 @@ enum KeysCommand {
     },
     /// Make a new active key (for every algorithm, or one); old keys stay in the JWKS until retired.
     Rotate {
-        #[arg(long, value_parser = ["RS256", "ES256"])]
+        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
         alg: Option<String>,
     },
     /// Remove a no-longer-active key from the JWKS.

@@ -74,8 +74,8 @@ fn users_clients_and_keys_from_the_command_line() {
     ok(&ladder(d, &["keys", "rotate", "--alg", "ES256"], None));
     let keys: Value = serde_json::from_str(&ok(&ladder(d, &["keys", "list", "--json"], None))).unwrap();
     let keys = keys.as_array().unwrap();
-    assert_eq!(keys.len(), 3);
-    assert_eq!(keys.iter().filter(|k| k["status"] == "active").count(), 2, "one active key per algorithm");
+    assert_eq!(keys.len(), 4);
+    assert_eq!(keys.iter().filter(|k| k["status"] == "active").count(), 3, "one active key per algorithm");
     let old = keys.iter().find(|k| k["status"] == "published").unwrap()["kid"].as_str().unwrap();
     ok(&ladder(d, &["keys", "retire", old], None));
 
