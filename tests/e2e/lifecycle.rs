@@ -119,6 +119,10 @@ async fn revocation_makes_tokens_inactive() {
     let client = app.add_client(false);
     let (_, tokens) = signed_in(&app, &client).await;
     let at = s(&tokens, "access_token");
+    // Used first, so its verified signature is remembered: revocation must still win.
+    assert_eq!(introspect(&app, &client, at).await["active"], true);
+    let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(at).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
     let (status, _) = post(&app, "/revoke", &client, &[("token", at), ("token_type_hint", "access_token")]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(introspect(&app, &client, at).await["active"], false);

@@ -17,7 +17,13 @@ pub fn random_token(bytes: usize) -> String {
 /// Hex SHA-256: how generated secrets (client secrets, codes, session tokens) are stored. They
 /// carry ≥ 128 bits of entropy, so a slow hash would add latency and no security.
 pub fn sha256_hex(input: &str) -> String {
-    openssl::sha::sha256(input.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in openssl::sha::sha256(input.as_bytes()) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 /// base64url(SHA-256(input)): the PKCE S256 transform (RFC 7636 §4.2).
@@ -106,6 +112,11 @@ impl std::fmt::Debug for ServerKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hex_matches_the_standard_vector() {
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 
     #[test]
     fn seal_and_open() {

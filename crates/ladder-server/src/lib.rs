@@ -28,6 +28,7 @@ pub mod startup;
 pub mod stepup;
 pub mod state;
 pub mod tokens;
+pub mod verified_tokens;
 
 pub use settings::Settings;
 pub use startup::{build_state, resolve_server_key, run};

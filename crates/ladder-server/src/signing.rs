@@ -136,7 +136,7 @@ pub enum VerifyError {
 }
 
 impl KeySet {
-    fn load(rows: Vec<SigningKey>, server_key: &ServerKey) -> Result<KeySet, AppError> {
+    pub(crate) fn load(rows: Vec<SigningKey>, server_key: &ServerKey) -> Result<KeySet, AppError> {
         let mut keys = Vec::new();
         let mut jwks = josekit::jwk::JwkSet::new();
         for row in rows {
@@ -167,6 +167,11 @@ impl KeySet {
             keys.push(LoadedKey { kid: row.kid, alg, active: row.status == keys::ACTIVE, signer, verifier });
         }
         Ok(KeySet { keys, jwks_json: jwks.to_string(), loaded_at: Instant::now() })
+    }
+
+    /// Whether `kid` is still published (a retired key's tokens no longer verify).
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid == kid)
     }
 
     pub fn jwks_json(&self) -> &str {

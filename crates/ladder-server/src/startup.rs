@@ -128,6 +128,7 @@ pub fn build_state(
         server_key,
         keys,
         clients: Default::default(),
+        verified: Default::default(),
         discovery_json,
         hashing: Semaphore::new(permits),
         http: reqwest::Client::builder()

@@ -12,6 +12,7 @@ use crate::crypto::ServerKey;
 use crate::errors::AppError;
 use crate::settings::{Policy, Settings};
 use crate::signing::KeyCache;
+use crate::verified_tokens::VerifiedTokens;
 
 pub struct AppState {
     pub settings: Settings,
@@ -24,6 +25,8 @@ pub struct AppState {
     pub server_key: ServerKey,
     pub keys: KeyCache,
     pub clients: ClientCache,
+    /// Access tokens whose signatures were already checked (introspection, userinfo).
+    pub verified: VerifiedTokens,
     /// The discovery document, serialized once at start-up.
     pub discovery_json: String,
     /// Bounds concurrent password hashing (argon2 is CPU- and memory-heavy by design).

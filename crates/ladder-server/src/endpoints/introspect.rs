@@ -43,7 +43,7 @@ pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, body: web:
 /// A live JWT access token's claims, as introspection reports them.
 async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
     let keys = state.keys.get().await;
-    let Ok((typ, claims)) = keys.verify(token) else { return Ok(None) };
+    let Ok((typ, claims)) = state.verified.verify(&keys, token, state.now()) else { return Ok(None) };
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
     if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))

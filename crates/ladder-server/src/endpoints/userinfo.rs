@@ -64,9 +64,16 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
         .split(' ')
         .map(str::to_owned)
         .collect();
+    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
+    // One round trip: is the token still live, and who is its user.
     let user = state
-        .read(move |conn| users::find_user(conn, &sub))
-        .await?
+        .read(move |conn| {
+            if !ladder_store::grants::access_token_is_live(conn, &jti)? {
+                return Ok(Err(invalid_token("The access token has been revoked.")));
+            }
+            Ok(Ok(users::find_user(conn, &sub)?))
+        })
+        .await??
         .filter(|u| !u.disabled)
         .ok_or_else(|| invalid_token("The user of this token can no longer sign in."))?;
 
@@ -91,10 +98,12 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
         .json(Value::Object(body)))
 }
 
-/// A JWT access token (RFC 9068) that Ladder signed, unexpired, for this issuer.
+/// A JWT access token (RFC 9068) that Ladder signed, unexpired, for this issuer. Whether it was
+/// revoked is the caller's to ask the database.
 pub async fn verify_access_token(state: &AppState, token: &str) -> Result<Map<String, Value>, OAuthError> {
     let keys = state.keys.get().await;
-    let (typ, claims) = keys.verify(token).map_err(|_| invalid_token("The access token is invalid."))?;
+    let (typ, claims) =
+        state.verified.verify(&keys, token, state.now()).map_err(|_| invalid_token("The access token is invalid."))?;
     if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
         return Err(invalid_token("The token is not an access token."));
     }
@@ -104,10 +113,6 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> Result<Map<St
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     if state.now() >= exp {
         return Err(invalid_token("The access token has expired."));
-    }
-    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if !state.read(move |conn| ladder_store::grants::access_token_is_live(conn, &jti)).await? {
-        return Err(invalid_token("The access token has been revoked."));
     }
     Ok(claims)
 }
