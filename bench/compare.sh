@@ -4,6 +4,7 @@
 #   bench/compare.sh                      # SQLite, 2 alternating rounds, 5 s per workload
 #   bench/compare.sh --postgres postgres://ladder:ladder@127.0.0.1:5432/ladder
 #   bench/compare.sh --smoke              # Ladder only, every workload once for a second (CI)
+#   bench/compare.sh --id-token-alg RS256 # both servers sign ID tokens RS256 (default ES256)
 #
 # Builds Ladder (release, feature bench-insecure-hashing) and the load driver, installs the peer's
 # locked dependencies, creates users, clients and TOTP enrolments, then runs every workload against
@@ -17,9 +18,11 @@ DURATION=5
 CONCURRENCY=32
 ROUNDS=2
 STEPUP_USERS=800
+ID_TOKEN_ALG=ES256
 POSTGRES=""
 SMOKE=0
 BUILD=1
+PROFILE=release
 FIXED_RATE=1
 OUT=""
 LADDER_PORT=${LADDER_PORT:-18080}
@@ -35,8 +38,10 @@ Options:
   --rounds N          alternating rounds per server (default $ROUNDS)
   --stepup-users N    users enrolled with TOTP for the step-up workload (default $STEPUP_USERS)
   --postgres URL      run Ladder on PostgreSQL (a fresh schema is created and dropped with psql)
+  --id-token-alg ALG  ID token signatures on both servers: ES256 (default), RS256 or EdDSA
   --no-fixed-rate     skip the fixed-rate latency runs
   --no-build          use the binaries already built
+  --debug             build and run the debug binaries (quicker to build; for --smoke in CI)
   --smoke             Ladder only, every workload once, briefly; fails only if a workload errors
   --out DIR           results directory (default bench/results/<date>)
 Environment: CARGO_TARGET_DIR, LADDER_PORT ($LADDER_PORT), PEER_PORT ($PEER_PORT).
@@ -50,8 +55,10 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --stepup-users) STEPUP_USERS=$2; shift 2 ;;
         --postgres) POSTGRES=$2; shift 2 ;;
+        --id-token-alg) ID_TOKEN_ALG=$2; shift 2 ;;
         --no-fixed-rate) FIXED_RATE=0; shift ;;
         --no-build) BUILD=0; shift ;;
+        --debug) PROFILE=debug; shift ;;
         --smoke) SMOKE=1; shift ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -74,7 +81,7 @@ if [ "$SMOKE" = 0 ]; then
 fi
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release
+BIN=$TARGET/$PROFILE
 OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
 WORK=$OUT/work
 mkdir -p "$WORK"
@@ -105,8 +112,9 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------- build
 if [ "$BUILD" = 1 ]; then
-    log "building ladder (release, bench-insecure-hashing) and ladder-bench"
-    (cd "$ROOT" && timeout 1800 cargo build --release --quiet --features bench-insecure-hashing -p ladder -p ladder-bench) \
+    log "building ladder ($PROFILE, bench-insecure-hashing) and ladder-bench"
+    release=(); [ "$PROFILE" = release ] && release=(--release)
+    (cd "$ROOT" && timeout 1800 cargo build "${release[@]}" --quiet --features bench-insecure-hashing -p ladder -p ladder-bench) \
         || die "build failed"
 fi
 LADDER=$BIN/ladder
@@ -153,23 +161,32 @@ timeout 120 "$LADDER" "${CONFIG[@]}" migrate >/dev/null || die "migrate failed"
 add_users fast 32 "fast-password-$$" 1 > "$WORK/users-fast.txt"
 add_users prod 4 "prod-password-$$" 0 > "$WORK/users-argon2.txt"
 add_users step "$STEPUP_USERS" "step-password-$$" 1 > "$WORK/users-step.txt"
-CLIENT_JSON=$(timeout 60 "$LADDER" "${CONFIG[@]}" client add --name bench --redirect-uri http://127.0.0.1:9/cb \
-    --grant-type client_credentials --grant-type authorization_code --grant-type refresh_token --json)
-LADDER_CLIENT_ID=$(printf '%s' "$CLIENT_JSON" | sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p')
-LADDER_CLIENT_SECRET=$(printf '%s' "$CLIENT_JSON" | sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')
-[ -n "$LADDER_CLIENT_ID" ] && [ -n "$LADDER_CLIENT_SECRET" ] || die "client add printed no credentials"
+add_client() { # name [client add options…]: prints "id secret"
+    local name=$1 json id secret; shift
+    json=$(timeout 60 "$LADDER" "${CONFIG[@]}" client add --name "$name" --redirect-uri http://127.0.0.1:9/cb "$@" --json) \
+        || die "client add $name failed"
+    id=$(printf '%s' "$json" | sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p')
+    secret=$(printf '%s' "$json" | sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')
+    [ -n "$id" ] && [ -n "$secret" ] || die "client add $name printed no credentials"
+    echo "$id $secret"
+}
+read -r LADDER_CLIENT_ID LADDER_CLIENT_SECRET < <(add_client bench --id-token-alg "$ID_TOKEN_ALG" \
+    --grant-type client_credentials --grant-type authorization_code --grant-type refresh_token)
+# client_credentials with the other access-token algorithms (the peer is restarted with ALG=… for these).
+read -r RS_CLIENT_ID RS_CLIENT_SECRET < <(add_client bench-rs256 --access-token-alg RS256 --grant-type client_credentials)
+read -r ED_CLIENT_ID ED_CLIENT_SECRET < <(add_client bench-eddsa --access-token-alg EdDSA --grant-type client_credentials)
 seq 1 32 | sed 's/^/peer-user-/; s/$/:any/' > "$WORK/users-peer.txt"
 
 # ---------------------------------------------------------------- servers
 SERVER_PID=""
-start_server() { # ladder|peer
-    local which=$1 url
+start_server() { # ladder|peer [the peer's access-token alg]
+    local which=$1 peer_alg=${2:-ES256} url
     if [ "$which" = ladder ]; then
         "${ON_SERVER[@]}" "$LADDER" "${CONFIG[@]}" serve --bind "127.0.0.1:$LADDER_PORT" --issuer "$LADDER_ISSUER" \
             >>"$WORK/ladder.log" 2>&1 &
         url=$LADDER_ISSUER
     else
-        (cd "$ROOT/bench/peer" && NODE_ENV=production ALG=ES256 ID_TOKEN_ALG=RS256 FORMAT=jwt ROTATE_REFRESH=1 PORT=$PEER_PORT \
+        (cd "$ROOT/bench/peer" && NODE_ENV=production ALG=$peer_alg ID_TOKEN_ALG=$ID_TOKEN_ALG FORMAT=jwt ROTATE_REFRESH=1 PORT=$PEER_PORT \
             exec "${ON_SERVER[@]}" node peer.js) >>"$WORK/peer.log" 2>&1 &
         url=$PEER_ISSUER
     fi
@@ -198,7 +215,8 @@ drive() { # which name workload [extra args…]: one workload against the runnin
     local which=$1 name=$2 workload=$3; shift 3
     local issuer id secret users extra=()
     if [ "$which" = ladder ]; then
-        issuer=$LADDER_ISSUER; id=$LADDER_CLIENT_ID; secret=$LADDER_CLIENT_SECRET
+        # AS_ID / AS_SECRET: another of Ladder's bench clients for this run.
+        issuer=$LADDER_ISSUER; id=${AS_ID:-$LADDER_CLIENT_ID}; secret=${AS_SECRET:-$LADDER_CLIENT_SECRET}
     else
         issuer=$PEER_ISSUER; id=bench; secret=benchsecret-benchsecret-benchsecret; extra=(--offline-access)
     fi
@@ -217,6 +235,8 @@ run_ladder() {
     drive ladder discovery discovery
     drive ladder jwks jwks
     drive ladder client-credentials client-credentials
+    AS_ID=$RS_CLIENT_ID AS_SECRET=$RS_CLIENT_SECRET drive ladder client-credentials-rs256 client-credentials
+    AS_ID=$ED_CLIENT_ID AS_SECRET=$ED_CLIENT_SECRET drive ladder client-credentials-eddsa client-credentials
     drive ladder code-exchange code-exchange --users "$w/users-fast.txt"
     drive ladder refresh refresh --users "$w/users-fast.txt"
     drive ladder introspect introspect --users "$w/users-fast.txt"
@@ -264,6 +284,11 @@ for round in $(seq 1 "$ROUNDS"); do
     start_server peer
     run_peer
     PEER_RSS=$(max "$(stop_server)" "$PEER_RSS")
+    for alg in RS256 EdDSA; do
+        start_server peer "$alg"
+        drive peer "client-credentials-$(echo "$alg" | tr '[:upper:]' '[:lower:]')" client-credentials
+        PEER_RSS=$(max "$(stop_server)" "$PEER_RSS")
+    done
 done
 
 if [ "$SMOKE" = 1 ]; then

@@ -60,10 +60,12 @@ fn peer_name(name: &str) -> &str {
     }
 }
 
-const ORDER: [&str; 10] = [
+const ORDER: [&str; 12] = [
     "discovery",
     "jwks",
     "client-credentials",
+    "client-credentials-rs256",
+    "client-credentials-eddsa",
     "code-exchange",
     "refresh",
     "introspect",
