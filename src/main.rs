@@ -182,6 +182,15 @@ enum ClientCommand {
         /// The `aud` of its access tokens (the API it calls), instead of Ladder's userinfo.
         #[arg(long, value_name = "AUD")]
         audience: Option<String>,
+        /// Access token lifetime for this client, in seconds (default: tokens.access_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        access_token_ttl: Option<i64>,
+        /// ID token lifetime for this client, in seconds (default: tokens.id_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        id_token_ttl: Option<i64>,
+        /// Refresh token lifetime for this client, in seconds (default: tokens.refresh_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        refresh_token_ttl: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -526,6 +535,9 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             post_logout_redirect_uris,
             backchannel_logout_uri,
             audience,
+            access_token_ttl,
+            id_token_ttl,
+            refresh_token_ttl,
             json,
         } => {
             let mut new = NewClient::new(&name, redirect_uris, public, scopes);
@@ -546,6 +558,9 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             s.post_logout_redirect_uris = post_logout_redirect_uris;
             s.backchannel_logout_uri = backchannel_logout_uri;
             s.audience = audience;
+            s.access_token_ttl_secs = access_token_ttl;
+            s.id_token_ttl_secs = id_token_ttl;
+            s.refresh_token_ttl_secs = refresh_token_ttl;
             let (client, secret) = manage::add_client(&db, &settings.policy()?.levels, new, now())?;
             if json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));

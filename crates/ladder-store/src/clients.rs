@@ -39,6 +39,10 @@ pub struct ClientSettings {
     pub audience: Option<String>,
     /// Transaction values (by currency) above which the value-threshold risk signal fires.
     pub value_thresholds: std::collections::BTreeMap<String, f64>,
+    /// Token lifetimes for this client, in seconds; absent ⇒ the global `[tokens]` setting.
+    pub access_token_ttl_secs: Option<i64>,
+    pub id_token_ttl_secs: Option<i64>,
+    pub refresh_token_ttl_secs: Option<i64>,
 }
 
 impl Default for ClientSettings {
@@ -52,6 +56,9 @@ impl Default for ClientSettings {
             backchannel_logout_uri: None,
             audience: None,
             value_thresholds: Default::default(),
+            access_token_ttl_secs: None,
+            id_token_ttl_secs: None,
+            refresh_token_ttl_secs: None,
         }
     }
 }

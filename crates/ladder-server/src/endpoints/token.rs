@@ -18,7 +18,7 @@ use crate::crypto::{constant_time_eq, s256, sha256_hex};
 use crate::errors::OAuthError;
 use crate::params::Params;
 use crate::state::AppState;
-use crate::tokens::{self, Minted};
+use crate::tokens::{self, Lifetimes, Minted};
 
 #[tracing::instrument(name = "token", skip_all)]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
@@ -123,12 +123,14 @@ async fn authorization_code(
         revoked_reason: None,
     };
     let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
-    issue(state, grant, code.nonce.as_deref(), &aud, with_refresh, true, now).await
+    issue(state, client, grant, code.nonce.as_deref(), &aud, with_refresh, true, now).await
 }
 
 /// Mints and records the tokens of a grant (new or refreshed) in one transaction.
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
+    client: &Client,
     grant: Grant,
     nonce: Option<&str>,
     aud: &str,
@@ -136,12 +138,13 @@ async fn issue(
     new_grant: bool,
     now: i64,
 ) -> Result<HttpResponse, OAuthError> {
-    let exp = tokens::access_expiry(state, &grant, now).ok_or_else(tokens::lapsed)?;
+    let ttl = Lifetimes::for_client(&state.settings.tokens, &client.settings);
+    let exp = tokens::access_expiry(ttl.access, &grant, now).ok_or_else(tokens::lapsed)?;
     let keys = state.keys.get().await;
     let (access_token, jti) = tokens::mint_access_token(state, &keys, &grant, &grant.scope, aud, exp, now)?;
-    let id_token = tokens::mint_id_token(state, &keys, &grant, nonce, now)?;
+    let id_token = tokens::mint_id_token(state, &keys, &grant, nonce, ttl.id, now)?;
     let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
-    let refresh_ttl = state.settings.tokens.refresh_token_ttl_secs;
+    let refresh_ttl = ttl.refresh;
     let (g, j) = (grant.clone(), minted.jti.clone());
     let refresh = state
         .write(move |conn| {
@@ -273,7 +276,7 @@ async fn refresh(
         }
         grant.scope = scope.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     }
-    issue(state, grant, None, &aud, true, false, now).await
+    issue(state, client, grant, None, &aud, true, false, now).await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token with the client as
@@ -308,5 +311,5 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params, 
         revoked_at: None,
         revoked_reason: None,
     };
-    issue(state, grant, None, &aud, false, true, now).await
+    issue(state, client, grant, None, &aud, false, true, now).await
 }
