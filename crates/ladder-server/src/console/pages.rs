@@ -429,8 +429,31 @@ struct UserRow {
     username: String,
     email: String,
     factors: String,
+    /// Each authenticator with when it was added and last used, where recorded.
+    factor_dates: Vec<FactorDates>,
     is_admin: bool,
     disabled: bool,
+}
+
+struct FactorDates {
+    label: String,
+    added: String,
+    last_used: Option<String>,
+}
+
+/// The user's TOTP authenticator and passkeys, oldest first.
+fn factor_dates(totp: Option<factors::TotpCredential>, keys: &[passkeys::StoredPasskey]) -> Vec<FactorDates> {
+    let totp = totp.filter(|t| t.confirmed).map(|t| FactorDates {
+        label: "Authenticator app".into(),
+        added: date(t.created_at),
+        last_used: t.last_used_at.map(time),
+    });
+    let keys = keys.iter().map(|p| FactorDates {
+        label: format!("Passkey “{}”", p.name),
+        added: date(p.created_at),
+        last_used: p.last_used_at.map(time),
+    });
+    totp.into_iter().chain(keys).collect()
 }
 
 #[derive(Template)]
@@ -460,12 +483,13 @@ pub async fn users(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             let mut rows = Vec::new();
             for u in found {
                 let mut f: Vec<String> = factors::enrolled(conn, &u.id)?.iter().map(|f| f.to_string()).collect();
-                let keys = passkeys::list_for_user(conn, &u.id)?.len();
-                if keys > 1 {
-                    f.push(format!("{keys} passkeys"));
+                let keys = passkeys::list_for_user(conn, &u.id)?;
+                if keys.len() > 1 {
+                    f.push(format!("{} passkeys", keys.len()));
                 }
                 rows.push(UserRow {
                     factors: f.join(", "),
+                    factor_dates: factor_dates(factors::find_totp(conn, &u.id)?, &keys),
                     email: u.email.clone().unwrap_or_default(),
                     id: u.id,
                     username: u.username,
