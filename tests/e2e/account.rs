@@ -177,6 +177,9 @@ async fn passkey_last_use_shows_on_the_account_and_console_pages() {
     let secret = app.enrol_totp(&root);
     let admin = Browser::new();
     let (_, html) = crate::console::console_sign_in(&app, &admin, "/admin/users", &secret).await;
-    assert!(html.contains("Passkey “Laptop”: added 2027-01-15, last used 2027-01-17"), "{html}");
-    assert!(html.contains("Authenticator app: added 2027-01-17, last used 2027-01-17"), "the admin's own code\n{html}");
+    let when = |d: &str| format!(r#"<span class="when">{d}"#);
+    let passkey = text_between(&html, "Passkey “Laptop”: added ", "</li>").expect("alice's passkey");
+    assert!(passkey.starts_with(&when("2027-01-15")) && passkey.contains(&format!("last used {}", when("2027-01-17"))), "{passkey}");
+    let totp = text_between(&html, "Authenticator app: added ", "</li>").expect("the admin's own authenticator");
+    assert!(totp.starts_with(&when("2027-01-17")) && totp.contains(&format!("last used {}", when("2027-01-17"))), "{totp}");
 }

@@ -198,6 +198,11 @@ async fn chromium_admin_registers_a_client() {
     driver.type_into("#name", "Chromium RP").await;
     driver.type_into("#redirect_uris", "https://chromium-rp.example/cb").await;
     driver.type_into("#scopes", "profile email").await;
+    driver.click("#auth_method option[value=client_secret_post]").await;
+    driver.click("input[name=grant_client_credentials]").await;
+    driver.type_into("#access_token_ttl", "120").await;
+    // Tall enough to see the whole form at once.
+    driver.resize(1280, 2000).await;
     driver.screenshot(&shots, "console-client-form").await;
     driver.click(".console-form button[type=submit]").await;
     for _ in 0..50 {
@@ -209,6 +214,11 @@ async fn chromium_admin_registers_a_client() {
     let page = driver.page_source().await;
     assert!(page.contains("Chromium RP is registered") && page.contains("Client secret"), "{page}");
     driver.screenshot(&shots, "console-client-created").await;
+    let clients = app.db.read(ladder_store::clients::list_clients).unwrap();
+    let made = &clients.iter().find(|c| c.name == "Chromium RP").expect("registered").settings;
+    assert_eq!((made.token_endpoint_auth_method.as_str(), made.access_token_ttl_secs), ("client_secret_post", Some(120)));
+    assert_eq!(made.grant_types, ["authorization_code", "refresh_token", "client_credentials"]);
+    driver.resize(1280, 900).await;
 
     driver.go(&app.url("/admin/clients")).await;
     assert!(driver.page_source().await.contains("chromium-rp.example"));
@@ -222,6 +232,9 @@ async fn chromium_admin_registers_a_client() {
     driver.go(&app.url("/account")).await;
     assert!(driver.page_source().await.contains("Ways you sign in"));
     driver.screenshot(&shots, "account").await;
+    driver.resize(390, 2600).await;
+    driver.go(&app.url("/admin/clients/new")).await;
+    driver.screenshot(&shots, "console-client-form-phone").await;
     driver.resize(390, 844).await;
     driver.go(&app.url("/admin/clients")).await;
     driver.screenshot(&shots, "console-clients-phone").await;
