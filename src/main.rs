@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run, like ClientCommand below: variant sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the provider (migrates the database and creates signing keys when needed).

@@ -160,11 +160,19 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         notice: params.get("done").ok().flatten().map(str::to_owned),
         csrf: me.csrf.clone(),
         has_totp: me.enrolled.contains(&Factor::Totp),
-        totp: totp.map(|t| TotpRow { added: date(t.created_at), last_used: t.last_used_at.map(time) }),
+        totp: totp.map(|t| TotpRow {
+            added: date(t.created_at),
+            last_used: t.last_used_at.map(time),
+        }),
         recovery_left,
         passkeys: keys
             .into_iter()
-            .map(|p| PasskeyRow { id: p.id, name: p.name, added: date(p.created_at), last_used: p.last_used_at.map(time) })
+            .map(|p| PasskeyRow {
+                id: p.id,
+                name: p.name,
+                added: date(p.created_at),
+                last_used: p.last_used_at.map(time),
+            })
             .collect(),
         passkeys_available: state.webauthn.is_some(),
         sessions: live

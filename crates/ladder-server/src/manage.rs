@@ -144,7 +144,12 @@ impl NewClient {
 }
 
 /// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<(Client, Option<String>), ManageError> {
+pub fn add_client(
+    db: &Db,
+    levels: &Levels,
+    new: NewClient,
+    now: i64,
+) -> Result<(Client, Option<String>), ManageError> {
     let mut client = Client {
         id: random_token(16),
         name: new.name,
@@ -152,7 +157,8 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
         is_public: new.public,
         redirect_uris: new.redirect_uris,
         scopes: new.scopes,
-        default_acr_values: (!new.default_acr_values.is_empty()).then(|| new.default_acr_values.join(" ")),
+        default_acr_values: (!new.default_acr_values.is_empty())
+            .then(|| new.default_acr_values.join(" ")),
         min_acr: new.min_acr,
         strict_acr: new.strict_acr,
         settings: new.settings,
@@ -165,7 +171,14 @@ pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<
     client.secret_hash = secret.as_deref().map(sha256_hex);
     db.write(|conn| {
         clients::insert_client(conn, &client)?;
-        admin_event(conn, now, "client_registered", None, Some(&client.id), json!({ "name": client.name, "redirect_uris": client.redirect_uris }))
+        admin_event(
+            conn,
+            now,
+            "client_registered",
+            None,
+            Some(&client.id),
+            json!({ "name": client.name, "redirect_uris": client.redirect_uris }),
+        )
     })?;
     Ok((client, secret))
 }

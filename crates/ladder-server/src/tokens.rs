@@ -187,6 +187,11 @@ pub fn response(
         .json(body)
 }
 
+/// Refuses grants whose level lapsed: a refresh never raises, nor silently keeps, a lapsed acr.
+pub fn lapsed() -> OAuthError {
+    OAuthError::invalid_grant("The authentication level of this grant has lapsed; sign in again.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,9 +243,4 @@ mod tests {
             "already lapsed"
         );
     }
-}
-
-/// Refuses grants whose level lapsed: a refresh never raises, nor silently keeps, a lapsed acr.
-pub fn lapsed() -> OAuthError {
-    OAuthError::invalid_grant("The authentication level of this grant has lapsed; sign in again.")
 }

@@ -246,8 +246,20 @@ pub(super) struct ClientCreatedPage {
 }
 
 impl ClientCreatedPage {
-    pub(super) fn new(admin: &Admin, client: &clients::Client, secret: Option<String>, notice: Option<String>) -> Self {
-        ClientCreatedPage { nav: "clients", admin: admin.user.username.clone(), notice, name: client.name.clone(), client_id: client.id.clone(), secret }
+    pub(super) fn new(
+        admin: &Admin,
+        client: &clients::Client,
+        secret: Option<String>,
+        notice: Option<String>,
+    ) -> Self {
+        ClientCreatedPage {
+            nav: "clients",
+            admin: admin.user.username.clone(),
+            notice,
+            name: client.name.clone(),
+            client_id: client.id.clone(),
+            secret,
+        }
     }
 }
 
@@ -396,7 +408,12 @@ pub async fn client_action(
     };
     match secret {
         Some(secret) => {
-            let page = ClientCreatedPage::new(&admin, &client, Some(secret), Some("The old secret no longer works.".into()));
+            let page = ClientCreatedPage::new(
+                &admin,
+                &client,
+                Some(secret),
+                Some("The old secret no longer works.".into()),
+            );
             render(&admin, &page)
         }
         None => Ok(back_to("/admin/clients?done=1")),
@@ -442,7 +459,10 @@ struct FactorDates {
 }
 
 /// The user's TOTP authenticator and passkeys, oldest first.
-fn factor_dates(totp: Option<factors::TotpCredential>, keys: &[passkeys::StoredPasskey]) -> Vec<FactorDates> {
+fn factor_dates(
+    totp: Option<factors::TotpCredential>,
+    keys: &[passkeys::StoredPasskey],
+) -> Vec<FactorDates> {
     let totp = totp.filter(|t| t.confirmed).map(|t| FactorDates {
         label: "Authenticator app".into(),
         added: date(t.created_at),
