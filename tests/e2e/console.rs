@@ -731,6 +731,13 @@ async fn editing_a_client_changes_its_method_grants_and_lifetimes() {
         "one per saved edit, none for refused ones"
     );
     assert!(updates.iter().all(|e| e.detail.contains(r#""by":"root""#)));
+
+    // The console's own client is not for editing: every administrator's sign-in depends on it.
+    let own = app.url("/admin/clients/ladder-console/edit");
+    let resp = browser.http.get(&own).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = browser.http.post(&own).form(&form(&csrf, &[("grant_authorization_code", "on")])).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

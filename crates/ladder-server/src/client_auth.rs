@@ -108,10 +108,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
         return Err(e);
     }
     let ok = match (&presented, &client.secret_hash) {
-        (Presented::Basic { secret, .. }, Some(hash)) if method == "client_secret_basic" => {
-            constant_time_eq(&sha256_hex(secret), hash)
-        }
-        (Presented::Post { secret, .. }, Some(hash)) if method == "client_secret_post" => {
+        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(hash)) => {
             constant_time_eq(&sha256_hex(secret), hash)
         }
         (Presented::Assertion { assertion, .. }, _) if method == "private_key_jwt" => {

@@ -323,7 +323,14 @@ fn audited(s: &ClientSettings) -> serde_json::Value {
     })
 }
 
+/// The client to edit; never the console's own, which every administrator's sign-in depends on.
 async fn find(state: &AppState, id: &str) -> Result<Client, PageError> {
+    if id == super::auth::CONSOLE_CLIENT_ID {
+        return Err(PageError::bad_request(
+            "That client is Ladder's own",
+            "The console needs it to sign you in.",
+        ));
+    }
     let lookup = id.to_owned();
     state
         .read(move |conn| clients::find_client(conn, &lookup))
