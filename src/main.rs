@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run, like ClientCommand below: variant sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the provider (migrates the database and creates signing keys when needed).
@@ -188,6 +190,15 @@ enum ClientCommand {
         /// Sign its access tokens with ES256 (default), RS256 or EdDSA.
         #[arg(long, value_name = "ALG")]
         access_token_alg: Option<String>,
+        /// Access token lifetime for this client, in seconds (default: tokens.access_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        access_token_ttl: Option<i64>,
+        /// ID token lifetime for this client, in seconds (default: tokens.id_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        id_token_ttl: Option<i64>,
+        /// Refresh token lifetime for this client, in seconds (default: tokens.refresh_token_ttl_secs).
+        #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+        refresh_token_ttl: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -534,6 +545,9 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             audience,
             id_token_alg,
             access_token_alg,
+            access_token_ttl,
+            id_token_ttl,
+            refresh_token_ttl,
             json,
         } => {
             let mut new = NewClient::new(&name, redirect_uris, public, scopes);
@@ -556,6 +570,9 @@ fn client(settings: Settings, cmd: ClientCommand) -> Result<()> {
             s.audience = audience;
             s.id_token_signed_response_alg = id_token_alg;
             s.access_token_signed_response_alg = access_token_alg;
+            s.access_token_ttl_secs = access_token_ttl;
+            s.id_token_ttl_secs = id_token_ttl;
+            s.refresh_token_ttl_secs = refresh_token_ttl;
             let (client, secret) = manage::add_client(&db, &settings.policy()?.levels, new, now())?;
             if json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));

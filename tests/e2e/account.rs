@@ -141,3 +141,72 @@ async fn add_a_passkey_from_the_account_page() {
     let page = open(&app, &browser, "/account").await;
     assert!(page.contains("Passkey “Phone”"), "{page}");
 }
+
+/// After alice signs in with her passkey two days on, her account page and the console's user list
+/// say when it was added and when it was last used (and the admin's authenticator app likewise).
+#[tokio::test]
+async fn passkey_last_use_shows_on_the_account_and_console_pages() {
+    use crate::passkeys::{alice_with_passkey, call, origin, widget};
+    use webauthn_authenticator_rs::prelude::RequestChallengeResponse;
+    let app = spawn_localhost_app().await;
+    let client = app.add_client(false);
+    let (_, mut authenticator, _) = alice_with_passkey(&app, &client).await;
+    // The test clock starts at 2027-01-15 08:00 UTC.
+    app.clock.advance(2 * 86_400);
+
+    let browser = Browser::new();
+    let html = open(&app, &browser, "/account").await;
+    let (base, csrf) = widget(&html);
+    let (status, answer) = call(
+        &app,
+        &browser,
+        &format!("{base}/passkey/options"),
+        &csrf,
+        json!({ "username": "alice" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let options: RequestChallengeResponse =
+        serde_json::from_value(answer["options"].clone()).unwrap();
+    app.clock.advance(1);
+    let credential = authenticator
+        .do_authentication(origin(&app), options)
+        .expect("assertion");
+    let body = json!({ "challenge_id": answer["challenge_id"], "credential": credential });
+    let (status, done) = call(&app, &browser, &format!("{base}/passkey"), &csrf, body).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let location = done["location"].as_str().unwrap();
+    let location = if location.starts_with('/') {
+        app.url(location)
+    } else {
+        location.to_owned()
+    };
+    let (_, page) = browser.open(&app, &location).await.page();
+    assert!(page.contains("Ways you sign in"), "{page}");
+    let row = text_between(&page, "Passkey “Laptop”", "</li>").expect("the passkey");
+    assert!(
+        row.contains("added 2027-01-15") && row.contains("last used 2027-01-17"),
+        "{row}"
+    );
+
+    let root = app.add_user("root");
+    ladder_server::manage::set_admin(&app.db, "root", true, app.now()).unwrap();
+    let secret = app.enrol_totp(&root);
+    let admin = Browser::new();
+    let (_, html) = crate::console::console_sign_in(&app, &admin, "/admin/users", &secret).await;
+    let when = |d: &str| format!(r#"<span class="when">{d}"#);
+    let passkey =
+        text_between(&html, "Passkey “Laptop”: added ", "</li>").expect("alice's passkey");
+    assert!(
+        passkey.starts_with(&when("2027-01-15"))
+            && passkey.contains(&format!("last used {}", when("2027-01-17"))),
+        "{passkey}"
+    );
+    let totp = text_between(&html, "Authenticator app: added ", "</li>")
+        .expect("the admin's own authenticator");
+    assert!(
+        totp.starts_with(&when("2027-01-17"))
+            && totp.contains(&format!("last used {}", when("2027-01-17"))),
+        "{totp}"
+    );
+}

@@ -103,3 +103,106 @@ fn users_clients_and_keys_from_the_command_line() {
     ok(&ladder(d, &["user", "disable", "alice"], None));
     assert!(!ladder(d, &["user", "disable", "nobody"], None).status.success());
 }
+
+/// `client add` with per-client token lifetimes, against the database of a running server: the
+/// CLI checks them, `client list --json` shows them, and the server's tokens follow them.
+#[tokio::test]
+async fn client_token_lifetimes_from_the_command_line() {
+    use crate::harness::*;
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = ["--database-url", app.database_url.as_str()];
+    let add = |extra: &[&str]| {
+        let mut args = db.to_vec();
+        args.extend([
+            "client",
+            "add",
+            "--name",
+            "Batch",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--scope",
+            "profile",
+        ]);
+        args.extend([
+            "--grant-type",
+            "client_credentials",
+            "--auth-method",
+            "client_secret_post",
+            "--json",
+        ]);
+        args.extend_from_slice(extra);
+        ladder(d, &args, None)
+    };
+
+    for (flags, expected) in [
+        (
+            &["--access-token-ttl", "0"][..],
+            "the access token lifetime must be between 1 and 86400 seconds",
+        ),
+        (
+            &["--refresh-token-ttl", "-5"][..],
+            "the refresh token lifetime must be between 1",
+        ),
+        (
+            &["--access-token-ttl", "600", "--refresh-token-ttl", "60"][..],
+            "at least the access token lifetime",
+        ),
+    ] {
+        let out = add(flags);
+        assert!(!out.status.success(), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+
+    let out = ok(&add(&[
+        "--access-token-ttl",
+        "120",
+        "--id-token-ttl",
+        "300",
+        "--refresh-token-ttl",
+        "3600",
+    ]));
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let listed: Value = serde_json::from_str(&ok(&ladder(
+        d,
+        &[db[0], db[1], "client", "list", "--json"],
+        None,
+    )))
+    .unwrap();
+    let batch = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Batch")
+        .expect("listed");
+    assert_eq!(batch["settings"]["access_token_ttl_secs"], 120);
+    assert_eq!(batch["settings"]["id_token_ttl_secs"], 300);
+    assert_eq!(batch["settings"]["refresh_token_ttl_secs"], 3600);
+
+    let (id, secret) = (
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+    );
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "profile"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    let resp = reqwest::Client::new()
+        .post(app.url("/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["expires_in"], 120);
+    let at = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        at["exp"].as_i64().unwrap() - at["iat"].as_i64().unwrap(),
+        120
+    );
+}

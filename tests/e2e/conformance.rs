@@ -296,7 +296,7 @@ async fn oidcc_ensure_post_request_succeeds() {
 async fn oidcc_server_client_secret_post() {
     let app = spawn_app().await;
     app.add_user("alice");
-    let client = app.add_client(false);
+    let client = app.add_client_with(false, |c| c.settings.token_endpoint_auth_method = "client_secret_post".into());
     let query = Browser::new().sign_in(&app, &app.authorize_url(&client, &[]), "alice").await;
     let resp = reqwest::Client::new()
         .post(app.url("/token"))

@@ -13,13 +13,13 @@ use crate::harness::*;
 const LOA3: &str = "urn:ladder:loa:3";
 
 /// The passkey widget of a page: its endpoint base and CSRF token.
-fn widget(html: &str) -> (String, String) {
+pub(crate) fn widget(html: &str) -> (String, String) {
     let tag = text_between(html, "<div class=\"passkey\"", ">").expect("a passkey widget");
     let attr = |name: &str| text_between(tag, &format!("{name}=\""), "\"").unwrap().to_owned();
     (attr("data-base"), attr("data-csrf"))
 }
 
-async fn call(app: &TestApp, browser: &Browser, path: &str, csrf: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn call(app: &TestApp, browser: &Browser, path: &str, csrf: &str, body: Value) -> (StatusCode, Value) {
     let resp = browser
         .http
         .post(app.url(path))
@@ -32,7 +32,7 @@ async fn call(app: &TestApp, browser: &Browser, path: &str, csrf: &str, body: Va
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn origin(app: &TestApp) -> Url {
+pub(crate) fn origin(app: &TestApp) -> Url {
     Url::parse(&app.issuer).unwrap()
 }
 
@@ -56,7 +56,7 @@ async fn tokens_for(app: &TestApp, client: &TestClient, browser: &Browser, locat
 }
 
 /// alice signs in with her password and enrols a passkey inside a loa:3 step-up.
-async fn alice_with_passkey(app: &TestApp, client: &TestClient) -> (Browser, SoftPasskey, Value) {
+pub(crate) async fn alice_with_passkey(app: &TestApp, client: &TestClient) -> (Browser, SoftPasskey, Value) {
     app.add_user("alice");
     let browser = Browser::new();
     browser.sign_in(app, &app.authorize_url(client, &[]), "alice").await;

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::audit::{Subject, record};
 use crate::browser::{ClientInfo, browser_key};
 use crate::console::auth::{self, ConsoleSession, Need};
+use crate::console::pages::{date, time};
 use crate::errors::{AppError, PageError};
 use crate::interaction::pages::{RecoveryCodesPage, TotpEnrolPage, totp_context};
 use crate::interaction::totp::{self as totp_step, recovery_hash};
@@ -95,6 +96,13 @@ struct PasskeyRow {
     id: String,
     name: String,
     added: String,
+    last_used: Option<String>,
+}
+
+/// When the authenticator app was set up and last accepted a code.
+struct TotpRow {
+    added: String,
+    last_used: Option<String>,
 }
 
 struct SessionRow {
@@ -117,6 +125,7 @@ struct AccountPage {
     notice: Option<String>,
     csrf: String,
     has_totp: bool,
+    totp: Option<TotpRow>,
     recovery_left: i64,
     passkeys: Vec<PasskeyRow>,
     passkeys_available: bool,
@@ -133,11 +142,12 @@ fn agent(ua: Option<&str>) -> String {
 pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
     let me = me!(state, req, false, "/account");
     let (user_id, sid, now, idle) = (me.user.id.clone(), me.session.sid.clone(), state.now(), state.settings.session.idle_timeout_secs);
-    let (recovery_left, keys, live, known) = state
+    let (recovery_left, totp, keys, live, known) = state
         .read(move |conn| {
             let live: Vec<_> = sessions::list_live(conn, now, idle, 1000)?.into_iter().filter(|s| s.user_id == user_id).collect();
             Ok((
                 factors::unused_recovery_codes(conn, &user_id)?,
+                factors::find_totp(conn, &user_id)?.filter(|t| t.confirmed),
                 passkeys::list_for_user(conn, &user_id)?,
                 live,
                 devices::list_for_user(conn, &user_id)?,
@@ -150,19 +160,31 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         notice: params.get("done").ok().flatten().map(str::to_owned),
         csrf: me.csrf.clone(),
         has_totp: me.enrolled.contains(&Factor::Totp),
+        totp: totp.map(|t| TotpRow {
+            added: date(t.created_at),
+            last_used: t.last_used_at.map(time),
+        }),
         recovery_left,
-        passkeys: keys.into_iter().map(|p| PasskeyRow { id: p.id, name: p.name, added: crate::console::pages::date(p.created_at) }).collect(),
+        passkeys: keys
+            .into_iter()
+            .map(|p| PasskeyRow {
+                id: p.id,
+                name: p.name,
+                added: date(p.created_at),
+                last_used: p.last_used_at.map(time),
+            })
+            .collect(),
         passkeys_available: state.webauthn.is_some(),
         sessions: live
             .into_iter()
             .map(|s| SessionRow {
                 agent: agent(s.user_agent.as_deref()),
                 ip: s.ip.clone().unwrap_or_default(),
-                started: crate::console::pages::date(s.created_at),
+                started: date(s.created_at),
                 current: s.id == sid,
             })
             .collect(),
-        devices: known.into_iter().map(|d| DeviceRow { id: d.id, agent: agent(d.user_agent.as_deref()), seen: crate::console::pages::date(d.last_seen_at) }).collect(),
+        devices: known.into_iter().map(|d| DeviceRow { id: d.id, agent: agent(d.user_agent.as_deref()), seen: date(d.last_seen_at) }).collect(),
     };
     html(&page)
 }

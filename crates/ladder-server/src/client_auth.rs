@@ -101,6 +101,17 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
     };
     let client = client.filter(|c| !c.disabled).ok_or_else(refuse)?;
     let method = client.settings.token_endpoint_auth_method.as_str();
+    // A secret is accepted only the way the client registered to send it (RFC 7591 §2).
+    let secret_way = match presented {
+        Presented::Basic { .. } => Some("client_secret_basic"),
+        Presented::Post { .. } => Some("client_secret_post"),
+        _ => None,
+    };
+    if secret_way.is_some_and(|way| way != method) && client.secret_hash.is_some() {
+        let mut e = refuse();
+        e.description = format!("This client is registered to authenticate with {method}.");
+        return Err(e);
+    }
     let ok = match (&presented, &client.secret_hash) {
         (Presented::Basic { .. } | Presented::Post { .. }, Some(_)) => secret_matches(&presented, &client),
         (Presented::Assertion { assertion, .. }, _) if method == "private_key_jwt" => {

@@ -9,6 +9,7 @@ pub mod backchannel;
 pub mod browser;
 pub mod client_auth;
 pub mod client_cache;
+pub mod client_rules;
 pub mod console;
 pub mod crypto;
 pub mod endpoints;

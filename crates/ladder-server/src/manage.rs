@@ -9,6 +9,7 @@ use ladder_store::{Db, StoreError, keys, new_id};
 
 use serde_json::json;
 
+use crate::client_rules::{self, Invalid};
 use crate::crypto::{ServerKey, random_token, sha256_hex};
 use crate::errors::AppError;
 use crate::signing::{self, Alg};
@@ -23,6 +24,12 @@ pub enum ManageError {
     NotFound(String),
     #[error(transparent)]
     App(#[from] AppError),
+}
+
+impl From<Invalid> for ManageError {
+    fn from(e: Invalid) -> Self {
+        ManageError::Invalid(e.0)
+    }
 }
 
 impl From<StoreError> for ManageError {
@@ -136,139 +143,50 @@ impl NewClient {
     }
 }
 
-const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
-const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
-
-/// Checks a client's protocol settings, filling in what follows from public/confidential.
-fn validate_settings(public: bool, s: &mut ClientSettings) -> Result<(), ManageError> {
-    let invalid = |m: String| Err(ManageError::Invalid(m));
-    if public {
-        s.token_endpoint_auth_method = "none".into();
-    } else if s.token_endpoint_auth_method == "none" {
-        return invalid("a confidential client cannot use token_endpoint_auth_method none".into());
-    }
-    if !AUTH_METHODS.contains(&s.token_endpoint_auth_method.as_str()) {
-        return invalid(format!("unknown auth method `{}`; use one of {}", s.token_endpoint_auth_method, AUTH_METHODS.join(", ")));
-    }
-    if s.token_endpoint_auth_method == "private_key_jwt" {
-        match (&s.jwks, &s.jwks_uri) {
-            (None, None) => return invalid("private_key_jwt needs the client's keys (--jwks-file or --jwks-uri)".into()),
-            (Some(j), _) if josekit::jwk::JwkSet::from_bytes(j.as_bytes()).is_err() => {
-                return invalid("the client's JWKS is not a valid JWK set".into());
-            }
-            _ => {}
-        }
-    }
-    if let Some(uri) = &s.jwks_uri {
-        validate_backchannel_or_jwks_uri(uri, "jwks_uri")?;
-    }
-    for g in &s.grant_types {
-        if !GRANT_TYPES.contains(&g.as_str()) {
-            return invalid(format!("unknown grant type `{g}`; use one of {}", GRANT_TYPES.join(", ")));
-        }
-    }
-    if public && s.grant_types.iter().any(|g| g == "client_credentials") {
-        return invalid("a public client cannot use client_credentials".into());
-    }
-    for uri in &s.post_logout_redirect_uris {
-        validate_redirect_uri(uri)?;
-    }
-    if let Some(uri) = &s.backchannel_logout_uri {
-        validate_backchannel_or_jwks_uri(uri, "backchannel_logout_uri")?;
-    }
-    for (what, alg) in [("ID token", &s.id_token_signed_response_alg), ("access token", &s.access_token_signed_response_alg)] {
-        if let Some(a) = alg
-            && Alg::parse(a).is_none()
-        {
-            let known: Vec<&str> = Alg::ALL.iter().map(|a| a.as_str()).collect();
-            return invalid(format!("unknown {what} algorithm `{a}`; use one of {}", known.join(", ")));
-        }
-    }
-    Ok(())
-}
-
-/// Server-to-server URIs: https, or http on loopback (for local development and tests).
-fn validate_backchannel_or_jwks_uri(raw: &str, what: &str) -> Result<(), ManageError> {
-    let url = url::Url::parse(raw).map_err(|_| ManageError::Invalid(format!("{what} `{raw}` is not an absolute URL")))?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if url.fragment().is_some() || !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-        return Err(ManageError::Invalid(format!("{what} `{raw}` must be https (http only on loopback), without fragment")));
-    }
-    Ok(())
-}
-
-/// A redirect URI must be absolute, without fragment (RFC 6749 §3.1.2); plain http only on
-/// loopback (RFC 8252 §7.3); private-use schemes (RFC 8252 §7.1) need a dot, as in
-/// `com.example.app:/callback`.
-pub fn validate_redirect_uri(raw: &str) -> Result<(), ManageError> {
-    let invalid = |why: &str| ManageError::Invalid(format!("redirect URI `{raw}` {why}"));
-    let url = url::Url::parse(raw).map_err(|_| invalid("is not an absolute URL"))?;
-    if url.fragment().is_some() || raw.contains('#') {
-        return Err(invalid("must not contain a fragment"));
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" => match url.host_str() {
-            Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
-            _ => Err(invalid("must use https (plain http is allowed on loopback only)")),
-        },
-        s if s.contains('.') => Ok(()),
-        _ => Err(invalid("must use https, loopback http, or a reverse-domain private scheme")),
-    }
-}
-
 /// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub fn add_client(db: &Db, levels: &Levels, new: NewClient, now: i64) -> Result<(Client, Option<String>), ManageError> {
-    for acr in new.default_acr_values.iter().chain(&new.min_acr) {
-        if levels.resolve(acr).is_none() {
-            return Err(ManageError::Invalid(format!(
-                "`{acr}` is not a configured level; known: {}",
-                levels.acr_values_supported().join(", ")
-            )));
-        }
-    }
-    if new.name.trim().is_empty() {
-        return Err(ManageError::Invalid("a client needs a name".into()));
-    }
-    if new.redirect_uris.is_empty() {
-        return Err(ManageError::Invalid("a client needs at least one redirect URI".into()));
-    }
-    if new.redirect_uris.len() > 20 || new.settings.post_logout_redirect_uris.len() > 20 {
-        return Err(ManageError::Invalid("a client may register at most 20 redirect URIs of each kind".into()));
-    }
-    for uri in &new.redirect_uris {
-        validate_redirect_uri(uri)?;
-    }
-    let mut scopes = vec!["openid".to_owned()];
-    for s in new.scopes.iter().flat_map(|s| s.split_whitespace()) {
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_owned());
-        }
-    }
-    let mut settings = new.settings;
-    validate_settings(new.public, &mut settings)?;
-    // Clients that sign assertions with their own keys have no shared secret to leak.
-    let secret = (!new.public && settings.token_endpoint_auth_method != "private_key_jwt").then(|| random_token(32));
-    let client = Client {
+pub fn add_client(
+    db: &Db,
+    levels: &Levels,
+    new: NewClient,
+    now: i64,
+) -> Result<(Client, Option<String>), ManageError> {
+    let mut client = Client {
         id: random_token(16),
-        name: new.name.trim().to_owned(),
-        secret_hash: secret.as_deref().map(sha256_hex),
+        name: new.name,
+        secret_hash: None,
         is_public: new.public,
         redirect_uris: new.redirect_uris,
-        scopes,
-        default_acr_values: (!new.default_acr_values.is_empty()).then(|| new.default_acr_values.join(" ")),
+        scopes: new.scopes,
+        default_acr_values: (!new.default_acr_values.is_empty())
+            .then(|| new.default_acr_values.join(" ")),
         min_acr: new.min_acr,
         strict_acr: new.strict_acr,
-        settings,
+        settings: new.settings,
         disabled: false,
         created_at: now,
         updated_at: now,
     };
+    client_rules::check(levels, &mut client)?;
+    let secret = needs_secret(&client).then(|| random_token(32));
+    client.secret_hash = secret.as_deref().map(sha256_hex);
     db.write(|conn| {
         clients::insert_client(conn, &client)?;
-        admin_event(conn, now, "client_registered", None, Some(&client.id), json!({ "name": client.name, "redirect_uris": client.redirect_uris }))
+        admin_event(
+            conn,
+            now,
+            "client_registered",
+            None,
+            Some(&client.id),
+            json!({ "name": client.name, "redirect_uris": client.redirect_uris }),
+        )
     })?;
     Ok((client, secret))
+}
+
+/// Clients that sign assertions with their own keys have no shared secret to leak; public ones
+/// have none at all.
+pub fn needs_secret(client: &Client) -> bool {
+    !client.is_public && client.settings.token_endpoint_auth_method != "private_key_jwt"
 }
 
 pub fn remove_client(db: &Db, id: &str, now: i64) -> Result<(), ManageError> {
@@ -325,21 +243,6 @@ fn admin_event(
     detail["action"] = json!(action);
     let subject = crate::audit::Subject { user_id, session_id: None, client_id };
     crate::audit::record(conn, now, "admin", "success", subject, &crate::browser::ClientInfo::default(), detail)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirect_uri_rules() {
-        for ok in ["https://rp.example/cb", "http://127.0.0.1:9000/cb", "http://localhost/cb", "com.example.app:/cb"] {
-            assert!(validate_redirect_uri(ok).is_ok(), "{ok}");
-        }
-        for bad in ["http://rp.example/cb", "https://rp.example/cb#frag", "/relative", "javascript:alert(1)"] {
-            assert!(validate_redirect_uri(bad).is_err(), "{bad}");
-        }
-    }
 }
 
 /// What `ladder policy explain` prints: the same evaluation the server runs for this request.

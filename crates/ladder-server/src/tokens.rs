@@ -3,13 +3,14 @@
 //! refresh tokens, all from one grant (the token family). Everything minted is recorded so it can
 //! be revoked and introspected.
 
-use ladder_store::clients::Client;
+use ladder_store::clients::{Client, ClientSettings};
 use ladder_store::grants::{self, Grant};
 use ladder_store::{Conn, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::errors::{AppError, OAuthError};
+use crate::settings::TokenSettings;
 use crate::signing::{Alg, KeySet};
 use crate::state::AppState;
 
@@ -26,10 +27,33 @@ fn amr(grant: &Grant) -> Value {
     serde_json::from_str(&grant.amr).unwrap_or_else(|_| json!([]))
 }
 
-/// The access token's lifetime: the configured one, capped where the claimed level lapses
-/// (elevation decays). None when the level has already lapsed.
-pub fn access_expiry(state: &AppState, grant: &Grant, now: i64) -> Option<i64> {
-    let exp = now + state.settings.tokens.access_token_ttl_secs;
+/// How long a client's tokens live, in seconds: its own settings where it has them, else the
+/// global `[tokens]` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub access: i64,
+    pub id: i64,
+    pub refresh: i64,
+}
+
+impl Lifetimes {
+    pub fn for_client(global: &TokenSettings, client: &ClientSettings) -> Self {
+        Lifetimes {
+            access: client
+                .access_token_ttl_secs
+                .unwrap_or(global.access_token_ttl_secs),
+            id: client.id_token_ttl_secs.unwrap_or(global.id_token_ttl_secs),
+            refresh: client
+                .refresh_token_ttl_secs
+                .unwrap_or(global.refresh_token_ttl_secs),
+        }
+    }
+}
+
+/// The access token's expiry: `ttl` from now, capped where the claimed level lapses (elevation
+/// decays, whatever the client's lifetime). None when the level has already lapsed.
+pub fn access_expiry(ttl: i64, grant: &Grant, now: i64) -> Option<i64> {
+    let exp = now + ttl;
     let exp = grant.acr_expires_at.map_or(exp, |lapse| lapse.min(exp));
     (exp > now).then_some(exp)
 }
@@ -37,8 +61,16 @@ pub fn access_expiry(state: &AppState, grant: &Grant, now: i64) -> Option<i64> {
 /// The audience of access tokens for this client: its configured API, else Ladder's userinfo. A
 /// `resource` parameter (RFC 8707) must name that same API: a client cannot mint tokens for
 /// resources it was not registered for.
-pub fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> Result<String, OAuthError> {
-    let registered = client.settings.audience.clone().unwrap_or_else(|| format!("{}/userinfo", state.issuer));
+pub fn audience(
+    state: &AppState,
+    client: &Client,
+    resource: Option<&str>,
+) -> Result<String, OAuthError> {
+    let registered = client
+        .settings
+        .audience
+        .clone()
+        .unwrap_or_else(|| format!("{}/userinfo", state.issuer));
     match resource {
         Some(r) if r != registered => Err(OAuthError::new(
             "invalid_target",
@@ -73,7 +105,15 @@ pub fn mint_access_token(
     let jti = random_token(16);
     let mut c = Map::new();
     c.insert("iss".into(), json!(state.issuer));
-    c.insert("sub".into(), json!(grant.user_id.clone().unwrap_or_else(|| grant.client_id.clone())));
+    c.insert(
+        "sub".into(),
+        json!(
+            grant
+                .user_id
+                .clone()
+                .unwrap_or_else(|| grant.client_id.clone())
+        ),
+    );
     c.insert("aud".into(), json!(aud));
     c.insert("client_id".into(), json!(grant.client_id));
     c.insert("iat".into(), json!(now));
@@ -99,9 +139,11 @@ pub fn mint_id_token(
     alg: Alg,
     grant: &Grant,
     nonce: Option<&str>,
+    ttl: i64,
     now: i64,
 ) -> Result<Option<String>, AppError> {
-    let (Some(user_id), Some(acr), Some(auth_time)) = (&grant.user_id, &grant.acr, grant.auth_time) else {
+    let (Some(user_id), Some(acr), Some(auth_time)) = (&grant.user_id, &grant.acr, grant.auth_time)
+    else {
         return Ok(None);
     };
     let mut c = Map::new();
@@ -110,7 +152,7 @@ pub fn mint_id_token(
     c.insert("aud".into(), json!(grant.client_id));
     c.insert("azp".into(), json!(grant.client_id));
     c.insert("iat".into(), json!(now));
-    c.insert("exp".into(), json!(now + state.settings.tokens.id_token_ttl_secs));
+    c.insert("exp".into(), json!(now + ttl));
     c.insert("auth_time".into(), json!(auth_time));
     c.insert("acr".into(), json!(acr));
     c.insert("amr".into(), amr(grant));
@@ -124,14 +166,24 @@ pub fn mint_id_token(
 }
 
 /// A new refresh token for the grant; returns the token (only its hash is stored).
-pub fn new_refresh_token(conn: &mut Conn, grant_id: &str, ttl: i64, now: i64) -> Result<String, StoreError> {
+pub fn new_refresh_token(
+    conn: &mut Conn,
+    grant_id: &str,
+    ttl: i64,
+    now: i64,
+) -> Result<String, StoreError> {
     let token = random_token(32);
     grants::insert_refresh_token(conn, &sha256_hex(&token), grant_id, now, now + ttl)?;
     Ok(token)
 }
 
 /// The token endpoint's success response (RFC 6749 §5.1), never cached.
-pub fn response(minted: &Minted, refresh_token: Option<&str>, scope: &str, now: i64) -> actix_web::HttpResponse {
+pub fn response(
+    minted: &Minted,
+    refresh_token: Option<&str>,
+    scope: &str,
+    now: i64,
+) -> actix_web::HttpResponse {
     let mut body = json!({
         "access_token": minted.access_token,
         "token_type": "Bearer",
@@ -153,4 +205,57 @@ pub fn response(minted: &Minted, refresh_token: Option<&str>, scope: &str, now: 
 /// Refuses grants whose level lapsed: a refresh never raises, nor silently keeps, a lapsed acr.
 pub fn lapsed() -> OAuthError {
     OAuthError::invalid_grant("The authentication level of this grant has lapsed; sign in again.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(acr_expires_at: Option<i64>) -> Grant {
+        Grant {
+            id: "g".into(),
+            client_id: "c".into(),
+            user_id: Some("u".into()),
+            session_id: None,
+            code_hash: None,
+            scope: "openid".into(),
+            acr: Some("urn:ladder:loa:2".into()),
+            amr: "[]".into(),
+            auth_time: Some(0),
+            acr_expires_at,
+            created_at: 0,
+            revoked_at: None,
+            revoked_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_client_lifetime_replaces_the_global_one_and_the_lapse_still_caps_it() {
+        let global = TokenSettings::default();
+        let own = ClientSettings {
+            access_token_ttl_secs: Some(120),
+            refresh_token_ttl_secs: Some(3600),
+            ..Default::default()
+        };
+        let l = Lifetimes::for_client(&global, &own);
+        assert_eq!(
+            (l.access, l.id, l.refresh),
+            (120, global.id_token_ttl_secs, 3600)
+        );
+        assert_eq!(
+            Lifetimes::for_client(&global, &ClientSettings::default()).access,
+            global.access_token_ttl_secs
+        );
+        assert_eq!(access_expiry(120, &grant(None), 1000), Some(1120));
+        assert_eq!(
+            access_expiry(120, &grant(Some(1060)), 1000),
+            Some(1060),
+            "the level lapses first"
+        );
+        assert_eq!(
+            access_expiry(120, &grant(Some(1000)), 1000),
+            None,
+            "already lapsed"
+        );
+    }
 }

@@ -43,6 +43,10 @@ pub struct ClientSettings {
     pub id_token_signed_response_alg: Option<String>,
     /// JWS algorithm of its access tokens; unset means ES256.
     pub access_token_signed_response_alg: Option<String>,
+    /// Token lifetimes for this client, in seconds; absent ⇒ the global `[tokens]` setting.
+    pub access_token_ttl_secs: Option<i64>,
+    pub id_token_ttl_secs: Option<i64>,
+    pub refresh_token_ttl_secs: Option<i64>,
 }
 
 impl Default for ClientSettings {
@@ -58,6 +62,9 @@ impl Default for ClientSettings {
             value_thresholds: Default::default(),
             id_token_signed_response_alg: None,
             access_token_signed_response_alg: None,
+            access_token_ttl_secs: None,
+            id_token_ttl_secs: None,
+            refresh_token_ttl_secs: None,
         }
     }
 }

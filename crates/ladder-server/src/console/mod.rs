@@ -4,6 +4,7 @@
 //! (deleting a client, resetting a user's factors) first ask for a fresh, stronger sign-in.
 
 pub mod auth;
+mod client_form;
 pub(crate) mod pages;
 
 use actix_web::cookie::Cookie;
@@ -70,6 +71,7 @@ pub fn render(admin: &Admin, page: &impl Template) -> Result<HttpResponse, PageE
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    use client_form::*;
     use pages::*;
     cfg.route("/admin", web::get().to(dashboard))
         .route("/admin/callback", web::get().to(auth::callback))

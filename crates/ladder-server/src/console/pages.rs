@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use ladder_store::audit::{self, AuditEvent, Filter};
-use ladder_store::clients::{self, ClientSettings};
+use ladder_store::clients;
 use ladder_store::{StoreError, factors, passkeys, sessions, users};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use super::{Admin, Gate, check_form, destructive, everyday, gate, render};
 use crate::audit::{Subject, record};
 use crate::browser::ClientInfo;
 use crate::errors::{AppError, PageError};
-use crate::manage::{self, NewClient, NewUser};
+use crate::manage::{self, NewUser};
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -36,7 +36,7 @@ fn q(params: &Params, name: &str) -> String {
     params.get(name).ok().flatten().unwrap_or_default().to_owned()
 }
 
-fn back_to(location: &str) -> HttpResponse {
+pub(super) fn back_to(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_owned())).finish()
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn date(at: i64) -> String {
 }
 
 /// Writes an admin action to the audit trail, in the transaction of the change.
-fn admin_event(conn: &mut ladder_store::Conn, admin: &Admin, info: &ClientInfo, now: i64, action: &str, detail: Value) -> Result<(), StoreError> {
+pub(super) fn admin_event(conn: &mut ladder_store::Conn, admin: &Admin, info: &ClientInfo, now: i64, action: &str, detail: Value) -> Result<(), StoreError> {
     let mut detail = detail;
     detail["action"] = json!(action);
     detail["by"] = json!(admin.user.username);
@@ -235,75 +235,8 @@ pub async fn clients(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
 }
 
 #[derive(Template)]
-#[template(path = "console/client_form.html")]
-struct ClientFormPage {
-    nav: &'static str,
-    admin: String,
-    notice: Option<String>,
-    heading: String,
-    action: String,
-    submit: String,
-    csrf: String,
-    error: Option<String>,
-    name: String,
-    redirect_uris: String,
-    post_logout_redirect_uris: String,
-    kind: String,
-    scopes: String,
-    default_acr: String,
-    min_acr: String,
-    levels: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct ClientForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    redirect_uris: String,
-    #[serde(default)]
-    post_logout_redirect_uris: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    scopes: String,
-    #[serde(default)]
-    default_acr: String,
-    #[serde(default)]
-    min_acr: String,
-}
-
-fn client_form_page(state: &AppState, admin: &Admin, form: ClientForm, error: Option<String>) -> ClientFormPage {
-    ClientFormPage {
-        nav: "clients",
-        admin: admin.user.username.clone(),
-        notice: None,
-        heading: "Register a client".into(),
-        action: "/admin/clients/new".into(),
-        submit: "Register client".into(),
-        csrf: admin.csrf.clone(),
-        error,
-        name: form.name,
-        redirect_uris: form.redirect_uris,
-        post_logout_redirect_uris: form.post_logout_redirect_uris,
-        kind: if form.kind.is_empty() { "confidential".into() } else { form.kind },
-        scopes: form.scopes,
-        default_acr: form.default_acr,
-        min_acr: form.min_acr,
-        levels: state.policy.levels.iter().map(|l| l.name().to_owned()).collect(),
-    }
-}
-
-pub async fn client_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
-    let admin = open!(state, req, everyday(&state), "/admin/clients/new");
-    render(&admin, &client_form_page(&state, &admin, ClientForm::default(), None))
-}
-
-#[derive(Template)]
 #[template(path = "console/client_created.html")]
-struct ClientCreatedPage {
+pub(super) struct ClientCreatedPage {
     nav: &'static str,
     admin: String,
     notice: Option<String>,
@@ -312,40 +245,26 @@ struct ClientCreatedPage {
     secret: Option<String>,
 }
 
-fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
-}
-
-pub async fn client_create(state: web::Data<AppState>, req: HttpRequest, form: web::Form<ClientForm>) -> Result<HttpResponse, PageError> {
-    let admin = open!(state, req, everyday(&state), "/admin/clients/new");
-    let form = form.into_inner();
-    check_form(&state, &req, &form.csrf)?;
-    let mut new = NewClient::new(
-        &form.name,
-        lines(&form.redirect_uris),
-        form.kind == "public",
-        form.scopes.split_whitespace().map(str::to_owned).collect(),
-    );
-    new.default_acr_values = form.default_acr.split_whitespace().map(str::to_owned).collect();
-    new.min_acr = Some(form.min_acr.trim().to_owned()).filter(|m| !m.is_empty());
-    new.settings = ClientSettings { post_logout_redirect_uris: lines(&form.post_logout_redirect_uris), ..ClientSettings::default() };
-    let (db, levels, now) = (state.db.clone(), state.policy.levels.clone(), state.now());
-    let created = web::block(move || manage::add_client(&db, &levels, new, now)).await.map_err(|e| AppError::Blocking(e.to_string()))?;
-    match created {
-        Ok((client, secret)) => {
-            let (info, id, name) = (ClientInfo::from_request(&req), client.id.clone(), client.name.clone());
-            let who = admin_ref(&admin);
-            state.write(move |conn| admin_event(conn, &who, &info, now, "client_registered", json!({ "client": id, "name": name }))).await?;
-            let page = ClientCreatedPage { nav: "clients", admin: admin.user.username.clone(), notice: None, name: client.name, client_id: client.id, secret };
-            render(&admin, &page)
+impl ClientCreatedPage {
+    pub(super) fn new(
+        admin: &Admin,
+        client: &clients::Client,
+        secret: Option<String>,
+        notice: Option<String>,
+    ) -> Self {
+        ClientCreatedPage {
+            nav: "clients",
+            admin: admin.user.username.clone(),
+            notice,
+            name: client.name.clone(),
+            client_id: client.id.clone(),
+            secret,
         }
-        Err(manage::ManageError::App(e)) => Err(e.into()),
-        Err(e) => render(&admin, &client_form_page(&state, &admin, form, Some(e.to_string()))),
     }
 }
 
 /// A cheap copy of what the audit needs from the administrator (closures run on another thread).
-fn admin_ref(admin: &Admin) -> Admin {
+pub(super) fn admin_ref(admin: &Admin) -> Admin {
     Admin { session: admin.session.clone(), user: admin.user.clone(), csrf: String::new(), new_cookie: None }
 }
 
@@ -455,90 +374,6 @@ pub async fn client_delete(state: web::Data<AppState>, req: HttpRequest, path: w
     Ok(back_to("/admin/clients?done=1"))
 }
 
-/// `GET /admin/clients/{id}/edit`: the form, filled in.
-pub async fn client_edit_form(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
-    let admin = open!(state, req, everyday(&state), &format!("/admin/clients/{id}/edit"));
-    let lookup = id.clone();
-    let client = state
-        .read(move |conn| clients::find_client(conn, &lookup))
-        .await?
-        .ok_or_else(|| PageError::bad_request("No such client", "It may have been deleted."))?;
-    let form = ClientForm {
-        csrf: String::new(),
-        name: client.name.clone(),
-        redirect_uris: client.redirect_uris.join("\n"),
-        post_logout_redirect_uris: client.settings.post_logout_redirect_uris.join("\n"),
-        kind: if client.is_public { "public" } else { "confidential" }.into(),
-        scopes: client.scopes.iter().filter(|s| *s != "openid").cloned().collect::<Vec<_>>().join(" "),
-        default_acr: client.default_acr_values.clone().unwrap_or_default(),
-        min_acr: client.min_acr.clone().unwrap_or_default(),
-    };
-    render(&admin, &edit_page(&state, &admin, &id, form, None))
-}
-
-fn edit_page(state: &AppState, admin: &Admin, id: &str, form: ClientForm, error: Option<String>) -> ClientFormPage {
-    ClientFormPage {
-        heading: format!("Edit {}", form.name),
-        action: format!("/admin/clients/{id}/edit"),
-        submit: "Save changes".into(),
-        ..client_form_page(state, admin, form, error)
-    }
-}
-
-/// `POST /admin/clients/{id}/edit`: the same checks as registration; type and secret stay.
-pub async fn client_update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, form: web::Form<ClientForm>) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
-    let admin = open!(state, req, everyday(&state), &format!("/admin/clients/{id}/edit"));
-    let form = form.into_inner();
-    check_form(&state, &req, &form.csrf)?;
-    let lookup = id.clone();
-    let Some(mut client) = state.read(move |conn| clients::find_client(conn, &lookup)).await? else {
-        return Err(PageError::bad_request("No such client", "It may have been deleted."));
-    };
-    let redirect_uris = lines(&form.redirect_uris);
-    let post_logout = lines(&form.post_logout_redirect_uris);
-    let min_acr = Some(form.min_acr.trim().to_owned()).filter(|m| !m.is_empty());
-    let defaults: Vec<String> = form.default_acr.split_whitespace().map(str::to_owned).collect();
-    let problem = if form.name.trim().is_empty() {
-        Some("A client needs a name.".to_owned())
-    } else if redirect_uris.is_empty() {
-        Some("A client needs at least one redirect URI.".to_owned())
-    } else {
-        redirect_uris
-            .iter()
-            .chain(&post_logout)
-            .find_map(|u| manage::validate_redirect_uri(u).err().map(|e| e.to_string()))
-            .or_else(|| {
-                defaults
-                    .iter()
-                    .chain(&min_acr)
-                    .find(|a| state.policy.levels.resolve(a).is_none())
-                    .map(|a| format!("`{a}` is not a configured level."))
-            })
-    };
-    if let Some(problem) = problem {
-        return render(&admin, &edit_page(&state, &admin, &id, form, Some(problem)));
-    }
-    client.name = form.name.trim().to_owned();
-    client.redirect_uris = redirect_uris;
-    client.settings.post_logout_redirect_uris = post_logout;
-    client.scopes = std::iter::once("openid".to_owned()).chain(form.scopes.split_whitespace().filter(|s| *s != "openid").map(str::to_owned)).collect();
-    client.default_acr_values = (!defaults.is_empty()).then(|| defaults.join(" "));
-    client.min_acr = min_acr;
-    client.updated_at = state.now();
-    let (info, now, who) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin));
-    let updated = client.id.clone();
-    state
-        .write(move |conn| {
-            clients::update_client(conn, &client)?;
-            admin_event(conn, &who, &info, now, "client_updated", json!({ "client": client.id, "redirect_uris": client.redirect_uris }))
-        })
-        .await?;
-    state.clients.forget(&updated);
-    Ok(back_to("/admin/clients?done=1"))
-}
-
 /// Disable, enable, or give a confidential client a new secret (shown once).
 pub async fn client_action(
     state: web::Data<AppState>,
@@ -577,7 +412,12 @@ pub async fn client_action(
     state.clients.forget(&client.id);
     match secret {
         Some(secret) => {
-            let page = ClientCreatedPage { nav: "clients", admin: admin.user.username.clone(), notice: Some("The old secret no longer works.".into()), name: client.name, client_id: client.id, secret: Some(secret) };
+            let page = ClientCreatedPage::new(
+                &admin,
+                &client,
+                Some(secret),
+                Some("The old secret no longer works.".into()),
+            );
             render(&admin, &page)
         }
         None => Ok(back_to("/admin/clients?done=1")),
@@ -610,8 +450,34 @@ struct UserRow {
     username: String,
     email: String,
     factors: String,
+    /// Each authenticator with when it was added and last used, where recorded.
+    factor_dates: Vec<FactorDates>,
     is_admin: bool,
     disabled: bool,
+}
+
+struct FactorDates {
+    label: String,
+    added: String,
+    last_used: Option<String>,
+}
+
+/// The user's TOTP authenticator and passkeys, oldest first.
+fn factor_dates(
+    totp: Option<factors::TotpCredential>,
+    keys: &[passkeys::StoredPasskey],
+) -> Vec<FactorDates> {
+    let totp = totp.filter(|t| t.confirmed).map(|t| FactorDates {
+        label: "Authenticator app".into(),
+        added: date(t.created_at),
+        last_used: t.last_used_at.map(time),
+    });
+    let keys = keys.iter().map(|p| FactorDates {
+        label: format!("Passkey “{}”", p.name),
+        added: date(p.created_at),
+        last_used: p.last_used_at.map(time),
+    });
+    totp.into_iter().chain(keys).collect()
 }
 
 #[derive(Template)]
@@ -641,12 +507,13 @@ pub async fn users(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             let mut rows = Vec::new();
             for u in found {
                 let mut f: Vec<String> = factors::enrolled(conn, &u.id)?.iter().map(|f| f.to_string()).collect();
-                let keys = passkeys::list_for_user(conn, &u.id)?.len();
-                if keys > 1 {
-                    f.push(format!("{keys} passkeys"));
+                let keys = passkeys::list_for_user(conn, &u.id)?;
+                if keys.len() > 1 {
+                    f.push(format!("{} passkeys", keys.len()));
                 }
                 rows.push(UserRow {
                     factors: f.join(", "),
+                    factor_dates: factor_dates(factors::find_totp(conn, &u.id)?, &keys),
                     email: u.email.clone().unwrap_or_default(),
                     id: u.id,
                     username: u.username,

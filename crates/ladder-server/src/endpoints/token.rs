@@ -18,7 +18,7 @@ use crate::crypto::{constant_time_eq, s256, sha256_hex};
 use crate::errors::OAuthError;
 use crate::params::Params;
 use crate::state::AppState;
-use crate::tokens::{self, Minted};
+use crate::tokens::{self, Lifetimes, Minted};
 
 #[tracing::instrument(name = "token", skip_all)]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
@@ -150,13 +150,14 @@ async fn issue(
     family: Family,
     now: i64,
 ) -> Result<HttpResponse, OAuthError> {
-    let exp = tokens::access_expiry(state, &grant, now).ok_or_else(tokens::lapsed)?;
+    let ttl = Lifetimes::for_client(&state.settings.tokens, &client.settings);
+    let exp = tokens::access_expiry(ttl.access, &grant, now).ok_or_else(tokens::lapsed)?;
     let keys = state.keys.get().await;
     let access_alg = tokens::access_token_alg(client);
     let (access_token, jti) = tokens::mint_access_token(state, &keys, access_alg, &grant, &grant.scope, aud, exp, now)?;
-    let id_token = tokens::mint_id_token(state, &keys, tokens::id_token_alg(client), &grant, nonce, now)?;
+    let id_token = tokens::mint_id_token(state, &keys, tokens::id_token_alg(client), &grant, nonce, ttl.id, now)?;
     let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
-    let refresh_ttl = state.settings.tokens.refresh_token_ttl_secs;
+    let refresh_ttl = ttl.refresh;
     let (g, j) = (grant.clone(), minted.jti.clone());
     let refresh = state
         .write(move |conn| {
