@@ -376,6 +376,8 @@ async fn a_client_registered_through_the_form_gets_its_auth_method_grants_and_li
         ("access_token_ttl", "120"),
         ("id_token_ttl", "300"),
         ("refresh_token_ttl", "3600"),
+        ("id_token_alg", "ES256"),
+        ("access_token_alg", "EdDSA"),
     ];
     let page = post(&app, &browser, "/admin/clients/new", &form)
         .await
@@ -398,6 +400,10 @@ async fn a_client_registered_through_the_form_gets_its_auth_method_grants_and_li
         ),
         (Some(120), Some(300), Some(3600))
     );
+    assert_eq!(
+        (s.id_token_signed_response_alg.as_deref(), s.access_token_signed_response_alg.as_deref()),
+        (Some("ES256"), Some("EdDSA"))
+    );
 
     // It authenticates by post, and only by post.
     let cc = [("grant_type", "client_credentials"), ("scope", "profile")];
@@ -418,6 +424,7 @@ async fn a_client_registered_through_the_form_gets_its_auth_method_grants_and_li
     assert_eq!(status, StatusCode::OK, "{body}");
     let at = jwt_claims(body["access_token"].as_str().unwrap());
     assert_eq!(body["expires_in"], 120);
+    assert_eq!(jwt_header(body["access_token"].as_str().unwrap())["alg"], "EdDSA");
     assert_eq!(at["exp"].as_i64().unwrap(), app.now() + 120);
     assert_eq!(at["aud"], "https://api.ledger.example");
 
@@ -501,7 +508,8 @@ async fn invalid_client_forms_are_explained_and_nothing_is_saved() {
         .unwrap()
         .len();
     let grant = ("grant_authorization_code", "on");
-    let cases: [(&[(&str, &str)], &str); 8] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
+        (&[grant, ("id_token_alg", "HS256")], "ID token algorithm `HS256`; use one of RS256, ES256, EdDSA"),
         (
             &[grant, ("access_token_ttl", "ten minutes")],
             "whole number of seconds",

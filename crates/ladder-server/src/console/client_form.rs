@@ -62,6 +62,11 @@ pub struct ClientForm {
     id_token_ttl: String,
     #[serde(default)]
     refresh_token_ttl: String,
+    /// Blank: RS256 ID tokens and ES256 access tokens.
+    #[serde(default)]
+    id_token_alg: String,
+    #[serde(default)]
+    access_token_alg: String,
     #[serde(default)]
     default_acr: String,
     #[serde(default)]
@@ -110,6 +115,8 @@ impl ClientForm {
             access_token_ttl: secs(s.access_token_ttl_secs),
             id_token_ttl: secs(s.id_token_ttl_secs),
             refresh_token_ttl: secs(s.refresh_token_ttl_secs),
+            id_token_alg: s.id_token_signed_response_alg.clone().unwrap_or_default(),
+            access_token_alg: s.access_token_signed_response_alg.clone().unwrap_or_default(),
             default_acr: client.default_acr_values.clone().unwrap_or_default(),
             min_acr: client.min_acr.clone().unwrap_or_default(),
         }
@@ -155,6 +162,8 @@ impl ClientForm {
                 "refresh token",
                 &self.refresh_token_ttl,
             )?,
+            id_token_signed_response_alg: text(&self.id_token_alg),
+            access_token_signed_response_alg: text(&self.access_token_alg),
             ..base
         })
     }
@@ -320,6 +329,8 @@ fn audited(s: &ClientSettings) -> serde_json::Value {
         "access_token_ttl_secs": s.access_token_ttl_secs,
         "id_token_ttl_secs": s.id_token_ttl_secs,
         "refresh_token_ttl_secs": s.refresh_token_ttl_secs,
+        "id_token_signed_response_alg": s.id_token_signed_response_alg,
+        "access_token_signed_response_alg": s.access_token_signed_response_alg,
     })
 }
 
