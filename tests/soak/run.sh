@@ -82,7 +82,7 @@ cleanup() {
 trap cleanup EXIT
 
 export LADDER_SERVER_KEY
-LADDER_SERVER_KEY=$(openssl rand 32 | base64 | tr '+/' '-_' | tr -d '=\n')
+LADDER_SERVER_KEY=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
 if [ "$POSTGRES" = 1 ]; then
     PG_URL=${SOAK_DATABASE_URL:-${LADDER_TEST_DATABASE_URL:-postgres://ladder:ladder@127.0.0.1:5432/ladder_test}}
     command -v psql >/dev/null || die "--postgres needs psql to create a fresh schema"
@@ -121,7 +121,7 @@ CLIENT=(--issuer "$ISSUER" --client-id "$CLIENT_ID" --client-secret "$CLIENT_SEC
 RUST_LOG=warn "$LADDER" "${CONFIG[@]}" serve --bind "127.0.0.1:$PORT" --issuer "$ISSUER" >"$WORK/ladder.log" 2>&1 </dev/null &
 SERVER_PID=$!
 for _ in $(seq 100); do
-    curl -sf -o /dev/null "$ISSUER/.well-known/openid-configuration" && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$WORK/ladder.log" >&2; die "ladder exited at start"; }
     sleep 0.2
 done
