@@ -125,3 +125,34 @@ async fn postgres_stopped_and_started_mid_run() {
     let query = Browser::new().sign_in(&app, &app.authorize_url(&client, &[]), "alice").await;
     assert_eq!(app.exchange(&client, param(&query, "code").unwrap(), &[]).await.0, StatusCode::OK);
 }
+
+/// The connection a request already holds is cut mid-request: the error is "unavailable" (a 503
+/// with Retry-After), not an internal error (a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_request_is_unavailability() {
+    let Some(base) = std::env::var("LADDER_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        println!("note: db_outage runs on PostgreSQL only (set LADDER_TEST_DATABASE_URL); skipped on SQLite");
+        return;
+    };
+    let target = url::Url::parse(&base).unwrap();
+    let proxy = Proxy::start(format!("{}:{}", target.host_str().unwrap(), target.port().unwrap_or(5432))).await;
+    let app = spawn_app_with(|s| {
+        let mut url = url::Url::parse(&s.database.url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(proxy.addr.port())).unwrap();
+        s.database.url = url.to_string();
+    })
+    .await;
+    let (db, up) = (app.db.clone(), proxy.up.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        db.read(|conn| {
+            ladder_store::users::count_users(conn)?;
+            up.send_replace(false);
+            std::thread::sleep(Duration::from_millis(300));
+            ladder_store::users::count_users(conn)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(matches!(result, Err(ladder_store::StoreError::Unavailable(_))), "{result:?}");
+}
