@@ -73,7 +73,8 @@ impl Node {
 
 /// One password sign-in through the real pages; the code the RP receives.
 async fn sign_in(base: &str, client_id: &str) -> Option<String> {
-    let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().ok()?;
+    let http =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().ok()?;
     let authorize = format!(
         "{base}/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope=openid&state=s",
         url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
@@ -104,8 +105,11 @@ async fn sigkill_mid_load_loses_nothing_acknowledged() {
     let node = Node::new();
     node.cli(&["migrate"], None);
     node.cli(&["user", "add", "alice", "--password-stdin"], Some(PASSWORD));
-    let client: Value = serde_json::from_str(&node.cli(&["client", "add", "--name", "RP", "--redirect-uri", REDIRECT, "--json"], None)).unwrap();
-    let (id, secret) = (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned());
+    let client: Value =
+        serde_json::from_str(&node.cli(&["client", "add", "--name", "RP", "--redirect-uri", REDIRECT, "--json"], None))
+            .unwrap();
+    let (id, secret) =
+        (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned());
     let mut server = node.start().await;
 
     // Sign-ins run in the background while the server is killed without warning.
@@ -128,7 +132,11 @@ async fn sigkill_mid_load_loses_nothing_acknowledged() {
 
     let mut server = node.start().await;
     // Every acknowledged sign-in left its audit row (same transaction as its code)…
-    let events: Vec<Value> = node.cli(&["audit", "export", "--format", "jsonl"], None).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = node
+        .cli(&["audit", "export", "--format", "jsonl"], None)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let logins = events.iter().filter(|e| e["kind"] == "login" && e["outcome"] == "success").count();
     assert!(logins >= seen.len(), "{logins} audited sign-ins, {} acknowledged", seen.len());
     // …the chain survived…
@@ -191,4 +199,82 @@ async fn an_exhausted_pool_answers_a_fast_503() {
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(started.elapsed() < Duration::from_secs(7), "refused, not hung: {:?}", started.elapsed());
     hold.join().unwrap().unwrap();
+}
+
+/// Reads an HTTP/1.1 response (the request said `Connection: close`) to its end.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("a response within 10 s")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    use base64::Engine;
+    use tokio::io::AsyncWriteExt;
+    let node = Node::new();
+    node.cli(&["migrate"], None);
+    node.cli(&["user", "add", "alice", "--password-stdin"], Some(PASSWORD));
+    let client: Value =
+        serde_json::from_str(&node.cli(&["client", "add", "--name", "RP", "--redirect-uri", REDIRECT, "--json"], None))
+            .unwrap();
+    let (id, secret) = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+    let mut server = node.start().await;
+    let code = sign_in(&node.base(), id).await.expect("a code");
+
+    // A code exchange whose body is only half sent when the signal arrives.
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("redirect_uri", REDIRECT)
+        .finish();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        node.port,
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await.unwrap();
+    stream.write_all(format!("{head}{first}").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Shutting down: no new connections…
+    // (Polled: on a loaded machine the listener may take a moment to close.)
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "new connections still accepted 5 s after SIGTERM");
+    assert!(server.try_wait().unwrap().is_none(), "exited with a request in flight");
+    // …but the request already in flight completes, with the right answer.
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 200, "{body}");
+    let tokens: Value = serde_json::from_str(&body).unwrap();
+    assert!(tokens["access_token"].is_string() && tokens["id_token"].is_string(), "{tokens}");
+
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = server.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("exited within 10 s of the last response");
+    assert!(exited.success(), "{exited:?}");
 }

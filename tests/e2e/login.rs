@@ -165,3 +165,57 @@ async fn a_code_for_a_user_disabled_since_is_refused() {
     let (status, body) = app.exchange(&client, param(&query, "code").unwrap(), &[]).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
+
+/// Wall time of one password POST, answer read to its end.
+async fn timed_attempt(app: &TestApp, browser: &Browser, html: &str, username: &str) -> std::time::Duration {
+    let form =
+        [("csrf", input_value(html, "csrf")), ("username", username.into()), ("password", "a wrong guess".into())];
+    let started = std::time::Instant::now();
+    let resp = browser.http.post(app.url(&form_action(html))).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(page.contains("That username and password don&#39;t match"), "{page}");
+    elapsed
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Enumeration by timing: an unknown username must cost what a known one with a wrong password
+/// costs (argon2 runs either way). The bound is loose so a busy machine cannot fail it, yet skipping
+/// the hash for unknown users (a few ms against tens) breaks it by far.
+#[tokio::test]
+async fn unknown_users_take_as_long_as_wrong_passwords() {
+    let app = spawn_app_with(|s| {
+        s.login.max_failures_per_user = 1_000_000;
+        s.login.max_failures_per_ip = 1_000_000;
+    })
+    .await;
+    app.add_user("alice");
+    let client = app.add_client(false);
+    let browser = Browser::new();
+    let html = login_page(&app, &browser, &client).await;
+    // Warm up (the dummy hash is computed on first use).
+    for name in ["alice", "nobody-0"] {
+        timed_attempt(&app, &browser, &html, name).await;
+    }
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..15 {
+        // Alternate which goes first, so drift in machine load hits both alike.
+        let unknown_name = format!("nobody-{i}");
+        if i % 2 == 0 {
+            known.push(timed_attempt(&app, &browser, &html, "alice").await);
+            unknown.push(timed_attempt(&app, &browser, &html, &unknown_name).await);
+        } else {
+            unknown.push(timed_attempt(&app, &browser, &html, &unknown_name).await);
+            known.push(timed_attempt(&app, &browser, &html, "alice").await);
+        }
+    }
+    let (k, u) = (median(known), median(unknown));
+    let (small, large) = if k < u { (k, u) } else { (u, k) };
+    assert!(small.as_secs_f64() >= 0.5 * large.as_secs_f64(), "median known {k:?}, unknown {u:?}: not flat");
+    println!("median wrong password {k:?}, unknown user {u:?}");
+}

@@ -14,6 +14,7 @@ mod guard;
 mod conformance;
 mod console;
 mod crash;
+mod db_outage;
 mod login;
 mod passkeys;
 mod risk;

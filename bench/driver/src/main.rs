@@ -8,6 +8,7 @@ mod browser;
 mod html;
 mod oidc;
 mod report;
+mod soak;
 mod stats;
 mod workloads;
 
@@ -43,6 +44,10 @@ enum Cmd {
         #[arg(long, default_value_t = 3.0)]
         duration: f64,
     },
+    /// Mixed traffic at a fixed rate for a bounded time, then the invariants (tests/soak/run.sh)
+    Soak(soak::SoakArgs),
+    /// After a soak: audit rows written during the run against what the client saw succeed
+    SoakCheck(soak::CheckArgs),
     /// Put two servers' JSON results side by side (the table compare.sh prints)
     Compare(report::CompareArgs),
     /// Half the lower of the two servers' best rates for a row: the offered load of a fixed-rate run
@@ -138,6 +143,8 @@ fn main() -> Result<()> {
         Cmd::HalfRate { ladder, peer, name } => report::half_rate(&ladder, &peer, &name),
         Cmd::Run(args) => runtime()?.block_on(run(args)),
         Cmd::EnrolTotp(args) => runtime()?.block_on(enrol(args)),
+        Cmd::Soak(args) => runtime()?.block_on(soak::soak(args)),
+        Cmd::SoakCheck(args) => soak::check(args),
     }
 }
 

@@ -122,7 +122,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn user(&self) -> Result<(String, String)> {
+    pub fn user(&self) -> Result<(String, String)> {
         if self.users.is_empty() {
             bail!("this workload signs users in: pass --users FILE (lines of username:password)");
         }
@@ -146,7 +146,7 @@ impl Ctx {
     }
 
     /// An authorization request in `browser`, answered by `actor`; returns the code and its verifier.
-    async fn code(
+    pub async fn code(
         &self,
         browser: &mut Browser,
         actor: &mut Actor,
@@ -170,7 +170,7 @@ impl Ctx {
         Ok((cb.code, pk.verifier))
     }
 
-    async fn exchange(&self, code: &str, verifier: &str) -> Result<Value> {
+    pub async fn exchange(&self, code: &str, verifier: &str) -> Result<Value> {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -384,7 +384,7 @@ impl Steps {
     /// Reserves up to `n` (user, step) pairs usable during the next ~20 seconds, at most one per
     /// user: a batch runs concurrently, and a user's later step accepted first would make the
     /// provider refuse the earlier one as a replay.
-    fn reserve(&mut self, n: usize) -> Vec<(usize, i64)> {
+    pub fn reserve(&mut self, n: usize) -> Vec<(usize, i64)> {
         let now = unix_now();
         let s = now / 30;
         // The previous step stays valid until the end of the current one: use it only early on.

@@ -25,7 +25,7 @@ enum Presented {
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Basic credentials are form-urlencoded before base64 (RFC 6749 §2.3.1).
-fn parse_basic(value: &str) -> Option<(String, String)> {
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
     let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
@@ -136,7 +136,8 @@ fn secret_matches(presented: &Presented, client: &Client) -> bool {
     }
 }
 
-fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
+/// A claim of a JWT read before its signature is checked (to find whose keys verify it).
+pub fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;

@@ -205,13 +205,17 @@ impl Db {
     /// of reusing the cached one (measured: a tenth of a token request's CPU for one lookup).
     pub fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
-        f(&mut conn)
+        f(&mut conn).map_err(StoreError::or_unavailable)
     }
 
     /// Runs `f` in one write transaction. On SQLite the transaction takes the write lock up front
     /// (`BEGIN IMMEDIATE`) so two writers never deadlock; within this process they first queue on
     /// a mutex, and the busy timeout only arbitrates with other processes (the CLI).
     pub fn write<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write_inner(f).map_err(StoreError::or_unavailable)
+    }
+
+    fn write_inner<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         // Taken before a pooled connection, so a queued writer never holds one idle.
         let _writer = self.is_sqlite.then(|| self.writer.lock().unwrap_or_else(|p| p.into_inner()));
         let mut conn = self.conn()?;

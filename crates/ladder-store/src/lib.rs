@@ -38,6 +38,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A query that failed because the connection to the database went away (a restart, a network
+    /// cut) means the database is unavailable — answered 503, retry — not an internal error.
+    pub fn or_unavailable(self) -> StoreError {
+        match self {
+            StoreError::Query(e) if connection_lost(&e) => StoreError::Unavailable(e.to_string()),
+            other => other,
+        }
+    }
+
     fn from_insert(e: diesel::result::Error, what: &str) -> Self {
         match e {
             diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
@@ -48,7 +57,33 @@ impl StoreError {
     }
 }
 
+fn connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) | E::BrokenTransactionManager => true,
+        E::RollbackErrorOnCommit { commit_error, .. } => connection_lost(commit_error),
+        _ => false,
+    }
+}
+
 /// A new random identifier for rows we create.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn a_lost_connection_is_unavailability_and_other_errors_stay_as_they_are() {
+        let closed =
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new("gone".to_owned())));
+        assert!(matches!(closed.or_unavailable(), StoreError::Unavailable(_)));
+        let unique =
+            StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, Box::new("dup".to_owned())));
+        assert!(matches!(unique.or_unavailable(), StoreError::Query(_)));
+        assert!(matches!(StoreError::Query(Error::NotFound).or_unavailable(), StoreError::Query(Error::NotFound)));
+    }
 }

@@ -221,6 +221,24 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     }
 }
 
+/// The checks of an authorization request that need neither the client nor the server's state, in
+/// the order `authorize` runs them (the fuzzing entry point for authorize parameters).
+pub fn check_params(params: &Params) -> Result<(), OAuthError> {
+    if let Some(problem) = params.over_limit(MAX_PARAMS, MAX_VALUE) {
+        return Err(OAuthError::invalid_request(problem));
+    }
+    check_duplicates(params)?;
+    check_response_type(params)?;
+    check_response_mode(params)?;
+    check_request_object(params)?;
+    check_prompt(params)?;
+    check_max_age(params)?;
+    let (_, claims_sub) = check_acr(params)?;
+    check_subject_hints(None, claims_sub)?;
+    check_authorization_details(params)?;
+    Ok(())
+}
+
 fn page_error(state: &AppState, code: &'static str, description: &str) -> AuthorizeError {
     let mut error = OAuthError::new(code, description);
     error.status = StatusCode::BAD_REQUEST;

@@ -129,6 +129,18 @@ pub struct Finish {
     name: String,
 }
 
+impl Finish {
+    /// The browser's answer to a sign-in challenge, if it has the shape of one.
+    pub fn authentication(&self) -> Option<PublicKeyCredential> {
+        serde_json::from_value(self.credential.clone()).ok()
+    }
+
+    /// The browser's answer to a registration challenge, if it has the shape of one.
+    pub fn registration(&self) -> Option<RegisterPublicKeyCredential> {
+        serde_json::from_value(self.credential.clone()).ok()
+    }
+}
+
 /// `POST …/passkey`: completes a sign-in or step-up with a passkey.
 #[tracing::instrument(name = "passkey", skip_all)]
 pub async fn sign_in(
@@ -147,8 +159,7 @@ pub async fn sign_in(
         audit_failure(&state, &pending, None, &info, "passkey", "challenge_expired_or_reused").await?;
         return Err(failed(400, "This passkey request expired or was already used. Try again."));
     };
-    let credential: PublicKeyCredential =
-        serde_json::from_value(finish.credential).map_err(|_| failed(400, "The passkey response could not be read."))?;
+    let credential = finish.authentication().ok_or_else(|| failed(400, "The passkey response could not be read."))?;
     let cred_id = B64.encode(credential.get_credential_id());
     let lookup = cred_id.clone();
     let stored = state.read(move |conn| passkeys::find_by_cred_id(conn, &lookup)).await?;
@@ -263,8 +274,7 @@ pub async fn register(
         return Err(failed(400, "This passkey request expired or was already used. Try again."));
     };
     let ceremony: PasskeyRegistration = serde_json::from_str(&challenge.state).map_err(AppError::from)?;
-    let credential: RegisterPublicKeyCredential =
-        serde_json::from_value(finish.credential).map_err(|_| failed(400, "The passkey response could not be read."))?;
+    let credential = finish.registration().ok_or_else(|| failed(400, "The passkey response could not be read."))?;
     let passkey = match webauthn.finish_passkey_registration(&credential, &ceremony) {
         Ok(p) => p,
         Err(e) => {
@@ -414,8 +424,7 @@ pub async fn account_register(
         return Err(failed(400, "This passkey request expired or was already used. Try again."));
     };
     let ceremony: PasskeyRegistration = serde_json::from_str(&challenge.state).map_err(AppError::from)?;
-    let credential: RegisterPublicKeyCredential =
-        serde_json::from_value(finish.credential).map_err(|_| failed(400, "The passkey response could not be read."))?;
+    let credential = finish.registration().ok_or_else(|| failed(400, "The passkey response could not be read."))?;
     let passkey = webauthn
         .finish_passkey_registration(&credential, &ceremony)
         .map_err(|_| failed(400, "The passkey could not be created. Try again."))?;
