@@ -80,16 +80,15 @@ impl r2d2::ManageConnection for Manager {
                 let mut conn = diesel::SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; the busy timeout makes writers wait
-                // for each other instead of failing with "database is locked". No automatic
-                // checkpoints: they would run inside whichever request commits the 1,000th page,
-                // with an fsync, while later writers queue. `Db::checkpoint` does that work on a
-                // timer instead (and SQLite checkpoints when the last connection closes). A 1 MiB
-                // page cache per connection (default 2 MiB): lookups are by key, the OS caches
-                // the file, and eight full caches would be 16 MiB of resident memory.
+                // for each other instead of failing with "database is locked". Checkpoints stay
+                // automatic: moving them to a background timer made the tail worse, not better
+                // (its fsyncs stall the writers; bench/RESULTS.md). A 1 MiB page cache per
+                // connection (default 2 MiB): lookups are by key, the OS caches the file, and eight
+                // full caches would be 16 MiB of resident memory.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -1024;",
+                     PRAGMA cache_size = -1024;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -111,8 +110,6 @@ impl r2d2::ManageConnection for Manager {
 pub struct Db {
     pool: r2d2::Pool<Manager>,
     is_sqlite: bool,
-    /// The SQLite database file, whose write-ahead log is `{path}-wal`.
-    sqlite_path: Option<String>,
     /// SQLite has one writer at a time: writers queue here rather than in SQLite's busy handler,
     /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset.
     writer: std::sync::Arc<std::sync::Mutex<()>>,
@@ -136,17 +133,13 @@ impl Db {
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let is_sqlite = url.is_sqlite();
-        let sqlite_path = match &url {
-            DbUrl::Sqlite(path) => Some(path.clone()),
-            DbUrl::Postgres(_) => None,
-        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // Waiting long for a pooled connection only turns overload into a hang: answer 503 instead.
             .connection_timeout(std::time::Duration::from_secs(3))
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, is_sqlite, sqlite_path, writer: Default::default() })
+        Ok(Db { pool, is_sqlite, writer: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -157,27 +150,6 @@ impl Db {
     pub fn pool_state(&self) -> (u32, u32) {
         let s = self.pool.state();
         (s.idle_connections, s.connections)
-    }
-
-    /// SQLite: copies the write-ahead log into the database file without blocking readers or
-    /// writers (PASSIVE), so SQLite can start the log over. If readers kept it from doing so and
-    /// the log has grown past `MAX_WAL_BYTES` anyway, waits for the writers' turn and truncates
-    /// it. Returns whether it truncated. Nothing to do on PostgreSQL.
-    pub fn checkpoint(&self) -> Result<bool, StoreError> {
-        const MAX_WAL_BYTES: u64 = 64 << 20;
-        self.checkpoint_bounded(MAX_WAL_BYTES)
-    }
-
-    fn checkpoint_bounded(&self, max_wal_bytes: u64) -> Result<bool, StoreError> {
-        let Some(path) = &self.sqlite_path else { return Ok(false) };
-        self.conn()?.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
-        let wal = std::fs::metadata(format!("{path}-wal")).map(|m| m.len()).unwrap_or(0);
-        if wal <= max_wal_bytes {
-            return Ok(false);
-        }
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.conn()?.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")?;
-        Ok(true)
     }
 
     /// Applies pending migrations; returns the versions applied.
@@ -235,45 +207,5 @@ impl Db {
         } else {
             conn.transaction(f)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn wal_bytes(dir: &tempfile::TempDir) -> u64 {
-        std::fs::metadata(dir.path().join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
-    }
-
-    fn write_pages(db: &Db) {
-        db.write(|conn| {
-            conn.batch_execute(
-                "CREATE TABLE IF NOT EXISTS filler (b BLOB); \
-                 INSERT INTO filler SELECT randomblob(4000) FROM \
-                 (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) SELECT i FROM n);",
-            )?;
-            Ok(())
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn requests_never_checkpoint_and_the_timer_keeps_the_log_small() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()), 2).unwrap();
-        write_pages(&db);
-        let once = wal_bytes(&dir);
-        write_pages(&db);
-        // More than the 1,000 pages at which SQLite would checkpoint by itself.
-        assert!(wal_bytes(&dir) > once * 3 / 2, "without a checkpoint the log only grows");
-        // After a checkpoint SQLite starts the log over: the next write reuses it.
-        assert!(!db.checkpoint().unwrap());
-        let before = wal_bytes(&dir);
-        write_pages(&db);
-        assert_eq!(wal_bytes(&dir), before, "the log was reused, not extended");
-        // Over the bound, the log is truncated.
-        assert!(db.checkpoint_bounded(1024).unwrap());
-        assert_eq!(wal_bytes(&dir), 0);
     }
 }
