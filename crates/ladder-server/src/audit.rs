@@ -1,8 +1,9 @@
 //! Writing security events. Callers write them inside the transaction of the change they record.
 
 use ladder_store::audit::{self, NewEvent};
+use ladder_store::grants::Grant;
 use ladder_store::{Conn, StoreError, new_id};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::browser::ClientInfo;
 
@@ -37,5 +38,23 @@ pub fn record(
             user_agent: client.user_agent.clone(),
             detail: detail.to_string(),
         },
+    )
+}
+
+/// A token family (grant) revoked as a whole, and why: code replay, refresh-token reuse, or the
+/// client's own revocation request.
+pub fn grant_revoked(conn: &mut Conn, now: i64, grant: &Grant, client: &ClientInfo, reason: &str) -> Result<(), StoreError> {
+    record(
+        conn,
+        now,
+        "token",
+        "revoked",
+        Subject {
+            user_id: grant.user_id.as_deref(),
+            session_id: grant.session_id.as_deref(),
+            client_id: Some(&grant.client_id),
+        },
+        client,
+        json!({ "grant": grant.id, "reason": reason }),
     )
 }

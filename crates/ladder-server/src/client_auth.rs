@@ -84,12 +84,7 @@ pub async fn authenticate(state: &AppState, req: &HttpRequest, params: &Params) 
             id.clone()
         }
     };
-    let client = match state.clients.get(&id, state.now()) {
-        Some(c) if !c.disabled && secret_matches(&presented, &c) => Some(c),
-        // Nothing cached, or a refusal based on what the cache holds, which may predate a change
-        // made elsewhere (a secret rotated by the CLI, a client re-enabled on another node).
-        _ => state.fresh_client(&id).await?,
-    };
+    let client = state.client_unless_refused(&id, |c| !c.disabled && secret_matches(&presented, c)).await?;
     // A failed Basic attempt is answered with a Basic challenge (RFC 6749 §5.2).
     let basic = matches!(presented, Presented::Basic { .. });
     let refuse = || {

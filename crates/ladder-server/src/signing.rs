@@ -195,6 +195,11 @@ impl KeySet {
     /// Verifies a JWT we signed, with any published key; returns its header `typ` and claims.
     /// Claim checks (iss, exp, aud) are the caller's.
     pub fn verify(&self, token: &str) -> Result<(Option<String>, Map<String, Value>), VerifyError> {
+        self.verify_naming_key(token).map(|(_, typ, claims)| (typ, claims))
+    }
+
+    /// `verify`, also naming the key that signed the token.
+    pub fn verify_naming_key(&self, token: &str) -> Result<(&str, Option<String>, Map<String, Value>), VerifyError> {
         let header = jwt::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.claim("kid").and_then(Value::as_str).ok_or(VerifyError::UnknownKey)?;
         let alg = header.claim("alg").and_then(Value::as_str).ok_or(VerifyError::Malformed)?;
@@ -205,7 +210,7 @@ impl KeySet {
             .ok_or(VerifyError::UnknownKey)?;
         let (payload, header) =
             jwt::decode_with_verifier(token, key.verifier.as_ref()).map_err(|_| VerifyError::Signature)?;
-        Ok((header.token_type().map(str::to_owned), payload.claims_set().clone()))
+        Ok((&key.kid, header.token_type().map(str::to_owned), payload.claims_set().clone()))
     }
 }
 

@@ -94,10 +94,21 @@ impl AppState {
 
     /// A registered client, from the cache when it was read in the last few seconds.
     pub async fn client(&self, id: &str) -> Result<Option<Client>, AppError> {
-        if let Some(c) = self.clients.get(id, self.now()) {
-            return Ok(Some(c));
+        self.client_unless_refused(id, |_| true).await
+    }
+
+    /// The cached client when `accepts` it; otherwise read again. A refusal must never rest on a
+    /// copy that may predate a change made elsewhere (a secret rotated by the CLI, a redirect URI
+    /// added or a client re-enabled on another node).
+    pub async fn client_unless_refused(
+        &self,
+        id: &str,
+        accepts: impl FnOnce(&Client) -> bool,
+    ) -> Result<Option<Client>, AppError> {
+        match self.clients.get(id, self.now()) {
+            Some(c) if accepts(&c) => Ok(Some(c)),
+            _ => self.fresh_client(id).await,
         }
-        self.fresh_client(id).await
     }
 
     /// A registered client read from the database now (and cached).

@@ -5,7 +5,7 @@
 //! revoked, every time. A token whose key has since been retired no longer verifies.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use serde_json::{Map, Value};
 
@@ -17,7 +17,7 @@ const CAPACITY: usize = 20_000;
 struct Entry {
     kid: String,
     typ: Option<String>,
-    claims: Arc<Map<String, Value>>,
+    claims: Map<String, Value>,
     exp: i64,
 }
 
@@ -34,16 +34,11 @@ impl VerifiedTokens {
             && now < e.exp
             && keys.publishes(&e.kid)
         {
-            return Ok((e.typ.clone(), Map::clone(&e.claims)));
+            return Ok((e.typ.clone(), e.claims.clone()));
         }
-        let (typ, claims) = keys.verify(token)?;
+        let (kid, typ, claims) = keys.verify_naming_key(token)?;
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-        let kid = josekit::jwt::decode_header(token)
-            .ok()
-            .and_then(|h| h.claim("kid").and_then(Value::as_str).map(str::to_owned));
-        if let Some(kid) = kid
-            && now < exp
-        {
+        if now < exp {
             let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
             if entries.len() >= CAPACITY {
                 entries.retain(|_, e| now < e.exp);
@@ -51,7 +46,7 @@ impl VerifiedTokens {
                     entries.clear();
                 }
             }
-            let entry = Entry { kid, typ: typ.clone(), claims: Arc::new(claims.clone()), exp };
+            let entry = Entry { kid: kid.to_owned(), typ: typ.clone(), claims: claims.clone(), exp };
             entries.insert(digest, entry);
         }
         Ok((typ, claims))

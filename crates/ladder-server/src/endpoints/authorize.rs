@@ -262,10 +262,7 @@ async fn check_client(state: &AppState, params: &Params, fresh: bool) -> Result<
         Ok(None) => return Err(page_error(state, "invalid_request", "The request has no client_id.")),
         Err(_) => return Err(page_error(state, "invalid_request", "The client_id parameter is repeated.")),
     };
-    let found = match state.clients.get(&id, state.now()) {
-        Some(c) if !fresh && !c.disabled => Ok(Some(c)),
-        _ => state.fresh_client(&id).await,
-    };
+    let found = state.client_unless_refused(&id, |c| !fresh && !c.disabled).await;
     let found = found.map_err(|e| AuthorizeError {
         error: OAuthError::from(e),
         redirect: None,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::client_auth;
 use crate::crypto::sha256_hex;
-use crate::endpoints::token::form_params;
+use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
 
@@ -24,12 +24,7 @@ pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, body: web:
     if client.is_public {
         return Err(OAuthError::new("unauthorized_client", "Public clients cannot introspect tokens."));
     }
-    let token = params
-        .get("token")
-        .ok()
-        .flatten()
-        .ok_or_else(|| OAuthError::invalid_request("The token parameter is missing."))?
-        .to_owned();
+    let token = required(&params, "token")?.to_owned();
     let answer = match access_token_claims(&state, &token).await? {
         Some(claims) => Some(claims),
         None => refresh_token_claims(&state, &token).await?,

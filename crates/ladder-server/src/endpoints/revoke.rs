@@ -4,13 +4,13 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_store::grants;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::audit::{self, Subject};
+use crate::audit;
 use crate::browser::ClientInfo;
 use crate::client_auth;
 use crate::crypto::sha256_hex;
-use crate::endpoints::token::form_params;
+use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
 
@@ -18,12 +18,7 @@ use crate::state::AppState;
 pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
     let client = client_auth::authenticate(&state, &req, &params).await?;
-    let token = params
-        .get("token")
-        .ok()
-        .flatten()
-        .ok_or_else(|| OAuthError::invalid_request("The token parameter is missing."))?
-        .to_owned();
+    let token = required(&params, "token")?.to_owned();
     let now = state.now();
     let info = ClientInfo::from_request(&req);
 
@@ -45,15 +40,7 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
                 return Ok(());
             };
             if grants::revoke_grant(conn, &grant.id, "revoked_by_client", now)? {
-                audit::record(
-                    conn,
-                    now,
-                    "token",
-                    "revoked",
-                    Subject { user_id: grant.user_id.as_deref(), session_id: grant.session_id.as_deref(), client_id: Some(&client_id) },
-                    &info,
-                    json!({ "grant": grant.id, "reason": "revoked_by_client" }),
-                )?;
+                audit::grant_revoked(conn, now, &grant, &info, "revoked_by_client")?;
             }
             Ok(())
         })

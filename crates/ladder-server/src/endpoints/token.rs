@@ -9,9 +9,8 @@ use ladder_store::clients::Client;
 use ladder_store::codes::{self, AuthorizationCode, Redemption};
 use ladder_store::grants::{self, Grant};
 use ladder_store::{new_id, users};
-use serde_json::json;
 
-use crate::audit::{self, Subject};
+use crate::audit;
 use crate::browser::ClientInfo;
 use crate::client_auth;
 use crate::crypto::{constant_time_eq, s256, sha256_hex};
@@ -60,7 +59,8 @@ pub fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError>
     Ok(params)
 }
 
-fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
+/// A parameter the request cannot do without.
+pub fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
     params
         .get(name)
         .ok()
@@ -176,20 +176,11 @@ async fn issue(
 async fn revoke_replayed(state: &AppState, code: &AuthorizationCode, hash: &str, info: &ClientInfo) -> Result<(), OAuthError> {
     tracing::warn!(client_id = %code.client_id, "authorization code replayed; revoking its grant");
     let (hash, now, info) = (hash.to_owned(), state.now(), info.clone());
-    let (user_id, client_id) = (code.user_id.clone(), code.client_id.clone());
     state
         .write(move |conn| {
             for g in grants::grants_for_code(conn, &hash)? {
                 if grants::revoke_grant(conn, &g.id, "code_replay", now)? {
-                    audit::record(
-                        conn,
-                        now,
-                        "token",
-                        "revoked",
-                        Subject { user_id: Some(&user_id), session_id: g.session_id.as_deref(), client_id: Some(&client_id) },
-                        &info,
-                        json!({ "grant": g.id, "reason": "code_replay" }),
-                    )?;
+                    audit::grant_revoked(conn, now, &g, &info, "code_replay")?;
                 }
             }
             Ok(())
@@ -254,15 +245,7 @@ async fn refresh(
             }
             if rt.used_at.is_some() || !grants::use_refresh_token(conn, &hash, now)? {
                 grants::revoke_grant(conn, &grant.id, "refresh_token_reuse", now)?;
-                audit::record(
-                    conn,
-                    now,
-                    "token",
-                    "revoked",
-                    Subject { user_id: grant.user_id.as_deref(), session_id: grant.session_id.as_deref(), client_id: Some(&client_id) },
-                    &info2,
-                    json!({ "grant": grant.id, "reason": "refresh_token_reuse" }),
-                )?;
+                audit::grant_revoked(conn, now, &grant, &info2, "refresh_token_reuse")?;
                 return Ok(Err("reused"));
             }
             Ok(Ok(grant))
