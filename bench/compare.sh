@@ -84,6 +84,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/$PROFILE
 OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
 WORK=$OUT/work
+# A fresh database every run: users and clients of an earlier run in the same --out would clash.
+rm -rf "$WORK"
 mkdir -p "$WORK"
 OUT=$(cd "$OUT" && pwd); WORK=$OUT/work
 
@@ -151,8 +153,8 @@ add_users() { # prefix count password insecure(0|1)
     local prefix=$1 count=$2 password=$3 insecure=$4
     seq 1 "$count" | timeout 600 xargs -P 2 -I{} sh -c \
         "printf '%s' '$password' | LADDER_SECURITY__BENCH_INSECURE_HASHING=$([ "$insecure" = 1 ] && echo true || echo false) \
-         '$LADDER' ${CONFIG[*]} user add '$prefix-{}' --password-stdin >/dev/null 2>&1" \
-        || die "creating $prefix users failed"
+         '$LADDER' ${CONFIG[*]} user add '$prefix-{}' --password-stdin >/dev/null 2>>'$WORK/user-add.err'" \
+        || { grep -v '^\*\*\*' "$WORK/user-add.err" | grep . | tail -n 3 >&2; die "creating $prefix users failed"; }
     seq 1 "$count" | sed "s/^/$prefix-/; s/\$/:$password/"
 }
 
