@@ -29,9 +29,12 @@ impl AttemptKeys {
 /// Seconds to wait before trying again, if locked.
 pub async fn locked_for(state: &AppState, keys: &AttemptKeys) -> Result<Option<i64>, AppError> {
     let (keys, now) = (keys.clone(), state.now());
-    state
-        .read(move |conn| Ok(throttles::locked_for(conn, &keys.account, now)?.max(throttles::locked_for(conn, &keys.ip, now)?)))
-        .await
+    state.read(move |conn| locked_for_in(conn, &keys, now)).await
+}
+
+/// `locked_for` inside a caller's round trip.
+pub fn locked_for_in(conn: &mut Conn, keys: &AttemptKeys, now: i64) -> Result<Option<i64>, StoreError> {
+    Ok(throttles::locked_for(conn, &keys.account, now)?.max(throttles::locked_for(conn, &keys.ip, now)?))
 }
 
 /// Counts a failure against both keys, inside the write transaction that audits it; a failure

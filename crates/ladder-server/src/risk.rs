@@ -7,7 +7,7 @@ use actix_web::cookie::Cookie;
 use ladder_core::Raise;
 use ladder_core::risk::{self, Observation, Signal};
 use ladder_store::clients::Client;
-use ladder_store::{audit, devices};
+use ladder_store::{Conn, StoreError, audit, devices};
 
 use crate::browser::{ClientInfo, device_cookie, device_token};
 use crate::crypto::{random_token, sha256_hex};
@@ -85,25 +85,37 @@ pub async fn assess(
     Ok(Assessment { signals, raises })
 }
 
-/// After a completed sign-in: remember this browser as one of the user's devices (new-device
-/// signal), unless it already is. Returns the cookie to set.
-pub async fn remember_device(state: &AppState, req: &HttpRequest, user_id: &str) -> Result<Option<Cookie<'static>>, AppError> {
-    let now = state.now();
-    let (user_id, existing) = (user_id.to_owned(), device_token(state, req).map(|t| sha256_hex(&t)));
-    let agent = ClientInfo::from_request(req).user_agent;
-    let token = random_token(32);
-    let hash = sha256_hex(&token);
-    let created = state
-        .write(move |conn| {
-            if let Some(h) = existing
-                && let Some(d) = devices::find_known(conn, &user_id, &h)?
-            {
-                devices::touch(conn, &d.id, now)?;
-                return Ok(false);
-            }
-            devices::insert(conn, &user_id, &hash, agent.as_deref(), now)?;
-            Ok(true)
-        })
-        .await?;
-    Ok(created.then(|| device_cookie(state, token)))
+/// After a completed sign-in, this browser is remembered as one of the user's devices (the
+/// new-device signal), unless it already is. Prepared outside the transaction that completes the
+/// sign-in, recorded inside it.
+pub struct DeviceVisit {
+    existing: Option<String>,
+    token: String,
+    agent: Option<String>,
+}
+
+impl DeviceVisit {
+    pub fn new(state: &AppState, req: &HttpRequest) -> Self {
+        DeviceVisit {
+            existing: device_token(state, req).map(|t| sha256_hex(&t)),
+            token: random_token(32),
+            agent: ClientInfo::from_request(req).user_agent,
+        }
+    }
+
+    /// Touches the known device or records a new one; true when the browser needs its cookie.
+    pub fn record(&self, conn: &mut Conn, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        if let Some(h) = &self.existing
+            && let Some(d) = devices::find_known(conn, user_id, h)?
+        {
+            devices::touch(conn, &d.id, now)?;
+            return Ok(false);
+        }
+        devices::insert(conn, user_id, &sha256_hex(&self.token), self.agent.as_deref(), now)?;
+        Ok(true)
+    }
+
+    pub fn cookie(self, state: &AppState) -> Cookie<'static> {
+        device_cookie(state, self.token)
+    }
 }

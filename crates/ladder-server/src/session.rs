@@ -1,10 +1,10 @@
 //! The browser's signed-in session, as handlers see it.
 
 use actix_web::HttpRequest;
-use ladder_core::ProvenFactor;
+use ladder_core::{Factor, ProvenFactor};
 use ladder_store::sessions::{self, ProofContext, Session};
 use ladder_store::users::{self, User};
-use ladder_store::{Conn, StoreError, new_id};
+use ladder_store::{Conn, StoreError, factors, new_id};
 
 use crate::browser::{ClientInfo, session_token};
 use crate::crypto::{random_token, sha256_hex};
@@ -16,9 +16,12 @@ pub struct ActiveSession {
     pub session: Session,
     pub user: User,
     pub proofs: Vec<ProvenFactor>,
+    /// The factors the user has enrolled (read with the session: every step-up decision needs them).
+    pub enrolled: Vec<Factor>,
 }
 
-/// The live session behind the request's cookie, with its user (if enabled) and proofs.
+/// The live session behind the request's cookie, with its user (if enabled), proofs and enrolled
+/// factors, in one round trip.
 pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<ActiveSession>, AppError> {
     match session_token(state, req) {
         Some(token) => by_token(state, token).await,
@@ -26,22 +29,27 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<Activ
     }
 }
 
-/// The live session a cookie token names (also used right after rotating it).
+/// The live session a cookie token names.
 pub async fn by_token(state: &AppState, token: String) -> Result<Option<ActiveSession>, AppError> {
     let (now, idle) = (state.now(), state.settings.session.idle_timeout_secs);
-    state
-        .read(move |conn| {
-            let Some(session) = sessions::find_live_session(conn, &sha256_hex(&token), now, idle)? else {
-                return Ok(None);
-            };
-            let Some(user) = users::find_user(conn, &session.user_id)?.filter(|u| !u.disabled) else {
-                return Ok(None);
-            };
-            let proofs = sessions::proven_factors(conn, &session.id)?;
-            sessions::touch(conn, &session.id, now)?;
-            Ok(Some(ActiveSession { session, user, proofs }))
-        })
-        .await
+    state.read(move |conn| by_token_in(conn, &token, now, idle)).await
+}
+
+/// `by_token` inside a caller's round trip (also right after a proof rotated the token).
+pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
+    let Some(session) = sessions::find_live_session(conn, &sha256_hex(token), now, idle)? else {
+        return Ok(None);
+    };
+    let Some(user) = users::find_user(conn, &session.user_id)?.filter(|u| !u.disabled) else {
+        return Ok(None);
+    };
+    let proofs = sessions::proven_factors(conn, &session.id)?;
+    // Unchanged within the second (every page of one flow): no write, no commit.
+    if session.last_seen_at != now {
+        sessions::touch(conn, &session.id, now)?;
+    }
+    let enrolled = factors::enrolled(conn, &user.id)?;
+    Ok(Some(ActiveSession { session, user, proofs, enrolled }))
 }
 
 /// Starts a new session for `user_id` with `proof` as its first factor, ending `previous` (a new

@@ -80,13 +80,14 @@ impl r2d2::ManageConnection for Manager {
                 let mut conn = diesel::SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; the busy timeout makes writers wait
-                // for each other instead of failing with "database is locked". Checkpoints stay
+                // for each other instead of failing with "database is locked" (set first: opening
+                // a WAL database another process is opening can be briefly busy). Checkpoints stay
                 // automatic: moving them to a background timer made the tail worse, not better
                 // (its fsyncs stall the writers; bench/RESULTS.md). A 1 MiB page cache per
                 // connection (default 2 MiB): lookups are by key, the OS caches the file, and eight
                 // full caches would be 16 MiB of resident memory.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
                      PRAGMA cache_size = -1024;",
                 )

@@ -15,7 +15,6 @@ use ladder_store::clients::Client;
 use ladder_store::interactions::{self, Interaction};
 
 use ladder_core::{AcrRequest, Factor, MaxAge, Plan, Reason, SessionView, reauth_reason};
-use ladder_store::factors;
 use serde_json::json;
 
 use crate::audit::{self, Subject};
@@ -177,13 +176,7 @@ async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Resul
     let internal = |e: AppError| internal(state, e, &redirect);
 
     let current = session::current(state, req).await.map_err(internal)?;
-    let enrolled = match &current {
-        Some(c) => {
-            let user_id = c.user.id.clone();
-            state.read(move |conn| factors::enrolled(conn, &user_id)).await.map_err(internal)?
-        }
-        None => Factor::ALL.to_vec(),
-    };
+    let enrolled = current.as_ref().map_or_else(|| Factor::ALL.to_vec(), |c| c.enrolled.clone());
     let proofs = current.as_ref().map(|c| c.proofs.clone()).unwrap_or_default();
     let now = state.now();
     let risk = crate::risk::assess(state, req, &request, current.as_ref(), &client, crate::risk::Moment::Arrival)

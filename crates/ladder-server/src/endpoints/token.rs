@@ -89,7 +89,17 @@ async fn authorization_code(
 
     let (hash, now) = (sha256_hex(code), state.now());
     let h = hash.clone();
-    let redemption = state.write(move |conn| codes::redeem_code(conn, &h, now)).await?;
+    // The code and whether its user can still sign in, in one round trip.
+    let (redemption, user_enabled) = state
+        .write(move |conn| {
+            let redemption = codes::redeem_code(conn, &h, now)?;
+            let enabled = match &redemption {
+                Redemption::Redeemed(c) => users::find_user(conn, &c.user_id)?.is_some_and(|u| !u.disabled),
+                _ => false,
+            };
+            Ok((redemption, enabled))
+        })
+        .await?;
     let code = match redemption {
         Redemption::Redeemed(c) => c,
         Redemption::Replayed(c) => {
@@ -99,13 +109,9 @@ async fn authorization_code(
         Redemption::Unknown => return Err(OAuthError::invalid_grant("The authorization code is invalid.")),
     };
     check_code(&code, client, redirect_uri, verifier, now)?;
-
-    let user_id = code.user_id.clone();
-    state
-        .read(move |conn| users::find_user(conn, &user_id))
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| OAuthError::invalid_grant("The user can no longer sign in."))?;
+    if !user_enabled {
+        return Err(OAuthError::invalid_grant("The user can no longer sign in."));
+    }
 
     let grant = Grant {
         id: new_id(),

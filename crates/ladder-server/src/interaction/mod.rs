@@ -12,8 +12,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_core::{Factor, Plan, Reason, Step};
 use ladder_store::clients::{self, Client};
-use ladder_store::factors;
 use ladder_store::interactions::{self, Interaction};
+use ladder_store::{Conn, StoreError};
 use serde_json::json;
 
 use crate::audit::{self, Subject};
@@ -47,15 +47,25 @@ fn expired() -> PageError {
 
 /// The pending interaction, only in the browser that started it.
 pub async fn load(state: &AppState, req: &HttpRequest, id: String) -> Result<Pending, PageError> {
+    Ok(load_with(state, req, id, |_| Ok(())).await?.0)
+}
+
+/// `load`, and what `also` reads, in one round trip.
+async fn load_with<T: Send + 'static>(
+    state: &AppState,
+    req: &HttpRequest,
+    id: String,
+    also: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+) -> Result<(Pending, T), PageError> {
     let now = state.now();
     let found = state
         .read(move |conn| {
             let Some(interaction) = interactions::find_interaction(conn, &id, now)? else { return Ok(None) };
-            let client = clients::find_client(conn, &interaction.client_id)?;
-            Ok(client.map(|c| (interaction, c)))
+            let Some(client) = clients::find_client(conn, &interaction.client_id)? else { return Ok(None) };
+            Ok(Some((interaction, client, also(conn)?)))
         })
         .await?;
-    let (interaction, client) = found.ok_or_else(expired)?;
+    let (interaction, client, also) = found.ok_or_else(expired)?;
     let browser = req.cookie(state.cookies.browser).map(|c| c.value().to_owned()).unwrap_or_default();
     if browser.is_empty() || browser_hash(&browser) != interaction.browser_hash {
         return Err(PageError::forbidden(
@@ -64,19 +74,31 @@ pub async fn load(state: &AppState, req: &HttpRequest, id: String) -> Result<Pen
         ));
     }
     let request: AuthRequest = serde_json::from_str(&interaction.request).map_err(AppError::from)?;
-    Ok(Pending { interaction, request, client })
+    Ok((Pending { interaction, request, client }, also))
 }
 
 /// Loads the interaction for a form POST and checks its CSRF token.
 pub async fn load_for_post(state: &AppState, req: &HttpRequest, id: String, csrf: &str) -> Result<Pending, PageError> {
-    let pending = load(state, req, id).await?;
+    Ok(load_for_post_with(state, req, id, csrf, |_| Ok(())).await?.0)
+}
+
+/// `load_for_post`, and what `also` reads (nothing of it is used unless the CSRF token is
+/// right), in one round trip.
+pub async fn load_for_post_with<T: Send + 'static>(
+    state: &AppState,
+    req: &HttpRequest,
+    id: String,
+    csrf: &str,
+    also: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+) -> Result<(Pending, T), PageError> {
+    let (pending, also) = load_with(state, req, id, also).await?;
     if !check_csrf(state, req, csrf, &pending.interaction.browser_hash) {
         return Err(PageError::forbidden(
             "This form has expired",
             "The page was open too long or came from elsewhere. Go back to the application and start again.",
         ));
     }
-    Ok(pending)
+    Ok((pending, also))
 }
 
 /// The signed-in user this interaction continues (if the request is pinned, only that user), or
@@ -91,8 +113,9 @@ fn is_pinned_user(request: &AuthRequest, session: &ActiveSession) -> bool {
 
 /// Where the flow stands.
 pub enum Next {
-    /// Completed for this user: send the browser to the RP with its code.
-    Done { location: String, user_id: String },
+    /// Completed: send the browser to the RP with its code (and, for a browser new to this user,
+    /// the cookie that remembers it as their device).
+    Done { location: String, device: Option<actix_web::cookie::Cookie<'static>> },
     /// Failed (e.g. unmet requirements): send the browser to the RP with the error.
     Leave(String),
     /// Show this step; `why` is the risk sentence when a signal raised the level.
@@ -111,8 +134,7 @@ pub async fn advance(
         let first = Step::Prove(Factor::Password);
         return Ok(Next::Step { step: first, reason: Reason::NoSession, why: None, session: None, enrolled: vec![] });
     };
-    let user_id = active.user.id.clone();
-    let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
+    let enrolled = active.enrolled.clone();
     let now = state.now();
     let moment = crate::risk::Moment::InFlow;
     let risk = crate::risk::assess(state, req, &pending.request, Some(&active), &pending.client, moment).await?;
@@ -121,9 +143,8 @@ pub async fn advance(
             .map_err(|e| AppError::Policy(e.to_string()))?;
     match &evaluation.plan {
         Plan::Satisfied => {
-            let user_id = active.user.id.clone();
-            let location = complete(state, req, pending, active, &evaluation, &risk).await?;
-            Ok(Next::Done { location, user_id })
+            let (location, device) = complete(state, req, pending, active, &evaluation, &risk).await?;
+            Ok(Next::Done { location, device })
         }
         Plan::Unreachable => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
         Plan::Prove { reason, steps, .. } => match steps.first() {
@@ -139,7 +160,8 @@ pub async fn advance(
     }
 }
 
-/// Issues the code (once: the interaction is deleted in the same transaction) and audits the outcome.
+/// Issues the code (once: the interaction is deleted in the same transaction), audits the outcome
+/// and remembers the browser as the user's device, in one transaction.
 async fn complete(
     state: &AppState,
     req: &HttpRequest,
@@ -147,11 +169,12 @@ async fn complete(
     active: ActiveSession,
     evaluation: &Evaluation,
     risk: &crate::risk::Assessment,
-) -> Result<String, PageError> {
+) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
     let now = state.now();
     let Some(grant) = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now) else {
-        return fail_unmet(state, req, pending, &active, evaluation).await;
+        return Ok((fail_unmet(state, req, pending, &active, evaluation).await?, None));
     };
+    let visit = crate::risk::DeviceVisit::new(state, req);
     let (issuer, ttl) = (state.issuer.clone(), state.settings.tokens.code_ttl_secs);
     let (request, id) = (pending.request.clone(), pending.interaction.id.clone());
     let info = ClientInfo::from_request(req);
@@ -168,10 +191,10 @@ async fn complete(
     for s in &risk.signals {
         state.metrics.signal(s.kind.as_str());
     }
-    let location = state
+    let (location, visit) = state
         .write(move |conn| {
             if !interactions::delete_interaction(conn, &id)? {
-                return Ok(None);
+                return Ok((None, None));
             }
             audit::record(
                 conn,
@@ -182,11 +205,13 @@ async fn complete(
                 &info,
                 detail,
             )?;
-            grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now).map(Some)
+            let location = grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now)?;
+            let new_device = visit.record(conn, &active.user.id, now)?;
+            Ok((Some(location), new_device.then_some(visit)))
         })
         .await?;
     state.metrics.authentication(kind, &level, "success", now - started);
-    location.ok_or_else(expired)
+    Ok((location.ok_or_else(expired)?, visit.map(|v| v.cookie(state))))
 }
 
 /// The user cannot reach what this request requires: tell the RP (OIDC Core §3.1.2.6).
@@ -241,9 +266,15 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// After a step's proof: straight to the RP when nothing else is missing, else to the next page.
-pub async fn after_step(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, PageError> {
-    let active = session::by_token(state, token.clone()).await?;
-    let (location, device) = leave_to(state, req, pending, advance(state, req, pending, active).await?).await?;
+/// `active` is the session as the proof's transaction left it (`session::by_token_in`).
+pub async fn after_step(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    token: String,
+    active: Option<ActiveSession>,
+) -> Result<HttpResponse, PageError> {
+    let (location, device) = leave_to(pending, advance(state, req, pending, active).await?);
     let mut resp = see_other(&location);
     resp.add_cookie(&crate::browser::session_cookie(state, token)).map_err(|e| AppError::Blocking(e.to_string()))?;
     if let Some(cookie) = device {
@@ -254,17 +285,12 @@ pub async fn after_step(state: &AppState, req: &HttpRequest, pending: &Pending, 
 
 /// Where the browser goes after a step, and — when the request completed — the cookie that
 /// remembers this browser as the user's device.
-pub async fn leave_to(
-    state: &AppState,
-    req: &HttpRequest,
-    pending: &Pending,
-    next: Next,
-) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
-    Ok(match next {
-        Next::Done { location, user_id } => (location, crate::risk::remember_device(state, req, &user_id).await?),
+pub fn leave_to(pending: &Pending, next: Next) -> (String, Option<actix_web::cookie::Cookie<'static>>) {
+    match next {
+        Next::Done { location, device } => (location, device),
         Next::Leave(location) => (location, None),
         Next::Step { .. } => (pending.url(), None),
-    })
+    }
 }
 
 /// `GET /interaction/{id}`: the page for the next step, or the way out.
@@ -277,7 +303,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
             pages::render_step(&state, &req, &pending, step, shown, session.as_deref(), &enrolled, None).await
         }
         done => {
-            let (location, device) = leave_to(&state, &req, &pending, done).await?;
+            let (location, device) = leave_to(&pending, done);
             let mut resp = see_other(&location);
             if let Some(cookie) = device {
                 resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;

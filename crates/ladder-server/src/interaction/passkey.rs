@@ -368,7 +368,7 @@ async fn continue_json(state: &AppState, req: &HttpRequest, pending: &Pending, t
     let active = session::by_token(state, token.clone()).await?;
     let page_error = |e: crate::errors::PageError| failed(e.status.as_u16(), &e.message);
     let next = advance(state, req, pending, active).await.map_err(page_error)?;
-    let (location, device) = leave_to(state, req, pending, next).await.map_err(page_error)?;
+    let (location, device) = leave_to(pending, next);
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("cache-control", "no-store")).cookie(session_cookie(state, token));
     if let Some(cookie) = device {

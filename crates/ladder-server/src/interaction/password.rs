@@ -9,7 +9,7 @@ use ladder_store::users;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Pending, after_step, load_for_post, pages};
+use super::{Pending, after_step, load_for_post_with, pages};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::ClientInfo;
@@ -57,23 +57,23 @@ pub async fn submit(
     form: web::Form<PasswordForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    let pending = load_for_post(&state, &req, path.into_inner(), &form.csrf).await?;
     let client = ClientInfo::from_request(&req);
     let username = form.username.trim().to_owned();
     let keys = AttemptKeys::new("password", &username, &client);
-    if let Some(wait) = attempts::locked_for(&state, &keys).await? {
+    // The interaction, the lock and the account in one round trip.
+    let (lookup, lock_keys, now) = (username.clone(), keys.clone(), state.now());
+    let (pending, (locked, found)) = load_for_post_with(&state, &req, path.into_inner(), &form.csrf, move |conn| {
+        let locked = attempts::locked_for_in(conn, &lock_keys, now)?;
+        let Some(user) = users::find_user_by_username(conn, &lookup)? else { return Ok((locked, None)) };
+        let hash = users::find_password_hash(conn, &user.id)?;
+        Ok((locked, Some((user, hash))))
+    })
+    .await?;
+    if let Some(wait) = locked {
         let message = format!("Too many failed attempts. Wait {} and try again.", attempts::human_wait(wait));
         return again(&state, &req, &pending, message, StatusCode::TOO_MANY_REQUESTS).await;
     }
 
-    let lookup = username.clone();
-    let found = state
-        .read(move |conn| {
-            let Some(user) = users::find_user_by_username(conn, &lookup)? else { return Ok(None) };
-            let hash = users::find_password_hash(conn, &user.id)?;
-            Ok(Some((user, hash)))
-        })
-        .await?;
     // Same argon2 cost whether or not the account exists or can sign in.
     let phc = found.as_ref().and_then(|(_, h)| h.clone()).unwrap_or_else(|| password::dummy_hash().to_owned());
     let matched = state.verify_password(form.password, phc).await?;
@@ -127,9 +127,9 @@ pub async fn submit(
 
     let proof = ProvenFactor { factor: Factor::Password, proven_at: now, user_verified: false };
     let continuation = session::continuation(&state, &req, &user.id).await?;
-    let absolute = state.settings.session.absolute_timeout_secs;
+    let (absolute, idle) = (state.settings.session.absolute_timeout_secs, state.settings.session.idle_timeout_secs);
     let client_id = pending.client.id.clone();
-    let token = state
+    let (token, active) = state
         .write(move |conn| {
             attempts::record_success(conn, &keys)?;
             let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &client, absolute)?;
@@ -142,9 +142,10 @@ pub async fn submit(
                 &client,
                 json!({ "factor": "password" }),
             )?;
-            Ok(token)
+            let active = session::by_token_in(conn, &token, now, idle)?;
+            Ok((token, active))
         })
         .await?;
     state.metrics.factor("password", "success");
-    after_step(&state, &req, &pending, token).await
+    after_step(&state, &req, &pending, token, active).await
 }

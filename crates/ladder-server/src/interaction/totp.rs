@@ -52,7 +52,8 @@ pub fn new_recovery_codes() -> Result<Vec<String>, AppError> {
 }
 
 enum Outcome {
-    Accepted { token: String, recovery_left: Option<i64> },
+    /// `active`: the session as the proof left it.
+    Accepted { token: String, active: Option<Box<ActiveSession>>, recovery_left: Option<i64> },
     Wrong,
     Replayed,
 }
@@ -80,6 +81,7 @@ pub async fn verify(
 
     let now = state.now();
     let (server_key, policies) = (state.server_key.clone(), attempts::policies(&state));
+    let idle = state.settings.session.idle_timeout_secs;
     let (user_id, session_id, client_id) = (active.user.id.clone(), active.session.id.clone(), pending.client.id.clone());
     let (info, code, reason) = (client.clone(), form.code, pending.request.stepup_reason.clone());
     let outcome = state
@@ -122,7 +124,8 @@ pub async fn verify(
             let token = session::add_proof(conn, &session_id, &proof, &info)?;
             audit::record(conn, now, "factor", "success", subject, &info, json!({ "factor": factor, "reason": reason }))?;
             let recovery_left = if use_recovery { Some(factors::unused_recovery_codes(conn, &user_id)?) } else { None };
-            Ok(Outcome::Accepted { token, recovery_left })
+            let active = session::by_token_in(conn, &token, now, idle)?.map(Box::new);
+            Ok(Outcome::Accepted { token, active, recovery_left })
         })
         .await?;
 
@@ -133,8 +136,10 @@ pub async fn verify(
     };
     state.metrics.factor(factor.as_str(), outcome_label);
     match outcome {
-        Outcome::Accepted { token, recovery_left: None } => after_step(&state, &req, &pending, token).await,
-        Outcome::Accepted { token, recovery_left: Some(left) } => {
+        Outcome::Accepted { token, active, recovery_left: None } => {
+            after_step(&state, &req, &pending, token, active.map(|a| *a)).await
+        }
+        Outcome::Accepted { token, recovery_left: Some(left), .. } => {
             let message = match left {
                 0 => "That was your last recovery code. Set up your authenticator again, or generate new codes from your account, before you need one.".to_owned(),
                 1 => "You have 1 recovery code left.".to_owned(),
@@ -173,12 +178,10 @@ async fn retry(
     error: String,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let user_id = active.user.id.clone();
-    let enrolled = state.read(move |conn| factors::enrolled(conn, &user_id)).await?;
     let reason = Reason::AcrNotMet { target: String::new(), lapsed: vec![] };
     let step = Step::Prove(Factor::Totp);
     let shown = pages::Shown { reason: &reason, why: None };
-    pages::render_step(state, req, pending, step, shown, Some(active), &enrolled, Some((error, status))).await
+    pages::render_step(state, req, pending, step, shown, Some(active), &active.enrolled, Some((error, status))).await
 }
 
 enum Enrolled {
