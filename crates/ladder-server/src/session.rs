@@ -29,6 +29,15 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<Activ
     }
 }
 
+/// `current`, as a read to run inside a caller's round trip.
+pub fn current_reader(
+    state: &AppState,
+    req: &HttpRequest,
+) -> impl FnOnce(&mut Conn) -> Result<Option<ActiveSession>, StoreError> + Send + 'static {
+    let (token, now, idle) = (session_token(state, req), state.now(), state.settings.session.idle_timeout_secs);
+    move |conn| token.map(|t| by_token_in(conn, &t, now, idle)).transpose().map(Option::flatten)
+}
+
 /// The live session a cookie token names.
 pub async fn by_token(state: &AppState, token: String) -> Result<Option<ActiveSession>, AppError> {
     let (now, idle) = (state.now(), state.settings.session.idle_timeout_secs);

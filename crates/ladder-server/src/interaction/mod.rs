@@ -107,7 +107,7 @@ pub async fn pinned_session(state: &AppState, req: &HttpRequest, pending: &Pendi
     Ok(session::current(state, req).await?.filter(|s| is_pinned_user(&pending.request, s)))
 }
 
-fn is_pinned_user(request: &AuthRequest, session: &ActiveSession) -> bool {
+pub fn is_pinned_user(request: &AuthRequest, session: &ActiveSession) -> bool {
     request.pinned_sub.as_deref().is_none_or(|pin| pin == session.user.id)
 }
 
@@ -295,8 +295,7 @@ pub fn leave_to(pending: &Pending, next: Next) -> (String, Option<actix_web::coo
 
 /// `GET /interaction/{id}`: the page for the next step, or the way out.
 pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let pending = load(&state, &req, path.into_inner()).await?;
-    let active = session::current(&state, &req).await?;
+    let (pending, active) = load_with(&state, &req, path.into_inner(), session::current_reader(&state, &req)).await?;
     match advance(&state, &req, &pending, active).await? {
         Next::Step { step, reason, why, session, enrolled } => {
             let shown = pages::Shown { reason: &reason, why: why.as_deref() };

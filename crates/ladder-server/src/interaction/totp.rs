@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{self, NoticePage, RecoveryCodesPage, totp_context};
-use super::{Pending, after_step, load_for_post, pinned_session, see_other};
+use super::{Pending, after_step, is_pinned_user, load_for_post, load_for_post_with, pinned_session, see_other};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, session_cookie};
@@ -66,20 +66,26 @@ pub async fn verify(
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    let pending = load_for_post(&state, &req, path.into_inner(), &form.csrf).await?;
-    let Some(active) = pinned_session(&state, &req, &pending).await? else {
+    let client = ClientInfo::from_request(&req);
+    // The interaction, the session and the lock in one round trip.
+    let (read_session, info, now) = (session::current_reader(&state, &req), client.clone(), state.now());
+    let (pending, found) = load_for_post_with(&state, &req, path.into_inner(), &form.csrf, move |conn| {
+        let Some(active) = read_session(conn)? else { return Ok(None) };
+        let keys = AttemptKeys::new("otp", &active.user.id, &info);
+        let locked = attempts::locked_for_in(conn, &keys, now)?;
+        Ok(Some((active, keys, locked)))
+    })
+    .await?;
+    let Some((active, keys, locked)) = found.filter(|(active, ..)| is_pinned_user(&pending.request, active)) else {
         return Ok(see_other(&pending.url()));
     };
-    let client = ClientInfo::from_request(&req);
-    let keys = AttemptKeys::new("otp", &active.user.id, &client);
     let use_recovery = form.kind == "recovery";
     let factor = if use_recovery { Factor::RecoveryCode } else { Factor::Totp };
-    if let Some(wait) = attempts::locked_for(&state, &keys).await? {
+    if let Some(wait) = locked {
         let message = format!("Too many incorrect codes. Wait {} and try again.", attempts::human_wait(wait));
         return retry(&state, &req, &pending, &active, message, StatusCode::TOO_MANY_REQUESTS).await;
     }
 
-    let now = state.now();
     let (server_key, policies) = (state.server_key.clone(), attempts::policies(&state));
     let idle = state.settings.session.idle_timeout_secs;
     let (user_id, session_id, client_id) = (active.user.id.clone(), active.session.id.clone(), pending.client.id.clone());
