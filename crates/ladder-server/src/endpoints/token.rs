@@ -254,6 +254,11 @@ async fn refresh(
                 audit::grant_revoked(conn, now, &grant, &info2, "refresh_token_reuse")?;
                 return Ok(Err("reused"));
             }
+            if let Some(user_id) = &grant.user_id
+                && !users::find_user(conn, user_id)?.is_some_and(|u| !u.disabled)
+            {
+                return Ok(Err("user disabled"));
+            }
             Ok(Ok(grant))
         })
         .await?;
@@ -262,15 +267,9 @@ async fn refresh(
         Err("reused") => {
             return Err(OAuthError::invalid_grant("The refresh token was already used; its grant has been revoked."));
         }
+        Err("user disabled") => return Err(OAuthError::invalid_grant("The user can no longer sign in.")),
         Err(_) => return Err(OAuthError::invalid_grant("The refresh token is invalid, expired or revoked.")),
     };
-    if let Some(user_id) = grant.user_id.clone() {
-        state
-            .read(move |conn| users::find_user(conn, &user_id))
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or_else(|| OAuthError::invalid_grant("The user can no longer sign in."))?;
-    }
     // A narrower scope may be asked for this access token (RFC 6749 §6), never a wider one.
     if let Some(scope) = params.get("scope").ok().flatten() {
         let granted: Vec<&str> = grant.scope.split(' ').collect();
