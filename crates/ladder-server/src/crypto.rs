@@ -14,6 +14,17 @@ pub fn random_token(bytes: usize) -> String {
     B64.encode(buf)
 }
 
+/// A random identifier people type as a command-line argument (client ids, key ids): like
+/// `random_token`, but never starting with `-`, which a shell tool would take for an option.
+pub fn random_identifier(bytes: usize) -> String {
+    loop {
+        let id = random_token(bytes);
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 /// Hex SHA-256: how generated secrets (client secrets, codes, session tokens) are stored. They
 /// carry ≥ 128 bits of entropy, so a slow hash would add latency and no security.
 pub fn sha256_hex(input: &str) -> String {
@@ -112,6 +123,13 @@ impl std::fmt::Debug for ServerKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_never_look_like_an_option() {
+        // One in 64 tokens starts with '-': 2,000 draws all but surely include some.
+        assert!((0..2000).any(|_| random_token(1).starts_with('-')));
+        assert!((0..2000).all(|_| !random_identifier(1).starts_with('-')));
+    }
 
     #[test]
     fn sha256_hex_matches_the_standard_vector() {

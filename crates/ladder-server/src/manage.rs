@@ -10,7 +10,7 @@ use ladder_store::{Db, StoreError, keys, new_id};
 use serde_json::json;
 
 use crate::client_rules::{self, Invalid};
-use crate::crypto::{ServerKey, random_token, sha256_hex};
+use crate::crypto::{ServerKey, random_identifier, random_token, sha256_hex};
 use crate::errors::AppError;
 use crate::signing::{self, Alg};
 
@@ -151,7 +151,7 @@ pub fn add_client(
     now: i64,
 ) -> Result<(Client, Option<String>), ManageError> {
     let mut client = Client {
-        id: random_token(16),
+        id: random_identifier(16),
         name: new.name,
         secret_hash: None,
         is_public: new.public,

@@ -14,7 +14,7 @@ use ladder_store::keys::{self, SigningKey};
 use ladder_store::{Conn, Db};
 use serde_json::{Map, Value};
 
-use crate::crypto::{ServerKey, random_token};
+use crate::crypto::{ServerKey, random_identifier};
 use crate::errors::AppError;
 
 const RELOAD_EVERY: Duration = Duration::from_secs(60);
@@ -50,7 +50,7 @@ fn seal_context(kid: &str) -> String {
 
 /// Makes a new key pair, ready to insert.
 pub fn generate_key(alg: Alg, server_key: &ServerKey, now: i64) -> Result<SigningKey, AppError> {
-    let kid = random_token(12);
+    let kid = random_identifier(12);
     let (mut private, mut public) = match alg {
         Alg::RS256 => {
             let pair = RS256.generate_key_pair(2048).map_err(keys_err)?;

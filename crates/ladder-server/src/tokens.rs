@@ -93,7 +93,7 @@ pub fn access_token_alg(client: &Client) -> Alg {
 
 #[allow(clippy::too_many_arguments)]
 pub fn mint_access_token(
-    state: &AppState,
+    issuer: &str,
     keys: &KeySet,
     alg: Alg,
     grant: &Grant,
@@ -104,7 +104,7 @@ pub fn mint_access_token(
 ) -> Result<(String, String), AppError> {
     let jti = random_token(16);
     let mut c = Map::new();
-    c.insert("iss".into(), json!(state.issuer));
+    c.insert("iss".into(), json!(issuer));
     c.insert(
         "sub".into(),
         json!(
@@ -134,7 +134,7 @@ pub fn mint_access_token(
 }
 
 pub fn mint_id_token(
-    state: &AppState,
+    issuer: &str,
     keys: &KeySet,
     alg: Alg,
     grant: &Grant,
@@ -147,7 +147,7 @@ pub fn mint_id_token(
         return Ok(None);
     };
     let mut c = Map::new();
-    c.insert("iss".into(), json!(state.issuer));
+    c.insert("iss".into(), json!(issuer));
     c.insert("sub".into(), json!(user_id));
     c.insert("aud".into(), json!(grant.client_id));
     c.insert("azp".into(), json!(grant.client_id));

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_store::clients::Client;
 use ladder_store::codes::{self, AuthorizationCode, Redemption};
 use ladder_store::grants::{self, Grant};
-use ladder_store::{new_id, users};
+use ladder_store::{Conn, StoreError, new_id, users};
 
 use crate::audit;
 use crate::browser::ClientInfo;
@@ -88,48 +88,63 @@ async fn authorization_code(
     }
 
     let (hash, now) = (sha256_hex(code), state.now());
-    let h = hash.clone();
-    // The code and whether its user can still sign in, in one round trip.
-    let (redemption, user_enabled) = state
+    let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
+    let minter = Minter::new(state, client, aud, with_refresh).await;
+    let (h, bound) = (hash.clone(), client.clone());
+    let (redirect_uri, verifier) = (redirect_uri.map(str::to_owned), verifier.map(str::to_owned));
+    // Redeeming, checking, signing and recording in one transaction: the code is spent whatever
+    // the outcome, and a successful exchange costs one commit.
+    let exchange = state
         .write(move |conn| {
-            let redemption = codes::redeem_code(conn, &h, now)?;
-            let enabled = match &redemption {
-                Redemption::Redeemed(c) => users::find_user(conn, &c.user_id)?.is_some_and(|u| !u.disabled),
-                _ => false,
+            let code = match codes::redeem_code(conn, &h, now)? {
+                Redemption::Redeemed(c) => c,
+                Redemption::Replayed(c) => return Ok(Exchange::Replayed(Box::new(c))),
+                Redemption::Unknown => return Ok(Exchange::Refused(OAuthError::invalid_grant("The authorization code is invalid."))),
             };
-            Ok((redemption, enabled))
+            if let Err(e) = check_code(&code, &bound, redirect_uri.as_deref(), verifier.as_deref(), now) {
+                return Ok(Exchange::Refused(e));
+            }
+            if !users::find_user(conn, &code.user_id)?.is_some_and(|u| !u.disabled) {
+                return Ok(Exchange::Refused(OAuthError::invalid_grant("The user can no longer sign in.")));
+            }
+            let grant = Grant {
+                id: new_id(),
+                client_id: bound.id.clone(),
+                user_id: Some(code.user_id.clone()),
+                session_id: Some(code.session_id.clone()),
+                code_hash: Some(h),
+                scope: code.scope.clone(),
+                acr: Some(code.acr.clone()),
+                amr: code.amr.clone(),
+                auth_time: Some(code.auth_time),
+                acr_expires_at: code.acr_expires_at,
+                created_at: now,
+                revoked_at: None,
+                revoked_reason: None,
+            };
+            let minted = match minter.mint(&grant, code.nonce.as_deref(), now) {
+                Ok(m) => m,
+                Err(e) => return Ok(Exchange::Refused(e)),
+            };
+            let refresh = minter.record(conn, &grant, &minted, Family::New, now)?;
+            Ok(Exchange::Issued { minted, refresh, scope: grant.scope })
         })
         .await?;
-    let code = match redemption {
-        Redemption::Redeemed(c) => c,
-        Redemption::Replayed(c) => {
+    match exchange {
+        Exchange::Issued { minted, refresh, scope } => Ok(tokens::response(&minted, refresh.as_deref(), &scope, now)),
+        Exchange::Replayed(c) => {
             revoke_replayed(state, &c, &hash, info).await?;
-            return Err(OAuthError::invalid_grant("The authorization code was already used."));
+            Err(OAuthError::invalid_grant("The authorization code was already used."))
         }
-        Redemption::Unknown => return Err(OAuthError::invalid_grant("The authorization code is invalid.")),
-    };
-    check_code(&code, client, redirect_uri, verifier, now)?;
-    if !user_enabled {
-        return Err(OAuthError::invalid_grant("The user can no longer sign in."));
+        Exchange::Refused(e) => Err(e),
     }
+}
 
-    let grant = Grant {
-        id: new_id(),
-        client_id: client.id.clone(),
-        user_id: Some(code.user_id.clone()),
-        session_id: Some(code.session_id.clone()),
-        code_hash: Some(hash),
-        scope: code.scope.clone(),
-        acr: Some(code.acr.clone()),
-        amr: code.amr.clone(),
-        auth_time: Some(code.auth_time),
-        acr_expires_at: code.acr_expires_at,
-        created_at: now,
-        revoked_at: None,
-        revoked_reason: None,
-    };
-    let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
-    issue(state, client, grant, code.nonce.as_deref(), &aud, with_refresh, Family::New, now).await
+/// How a code exchange ended inside its transaction.
+enum Exchange {
+    Issued { minted: Minted, refresh: Option<String>, scope: String },
+    Replayed(Box<AuthorizationCode>),
+    Refused(OAuthError),
 }
 
 /// How the tokens being issued relate to the grant rows.
@@ -144,38 +159,57 @@ enum Family {
     None,
 }
 
-/// Mints and records the tokens of a grant (new or refreshed) in one transaction.
-#[allow(clippy::too_many_arguments)]
-async fn issue(
-    state: &AppState,
-    client: &Client,
-    grant: Grant,
-    nonce: Option<&str>,
-    aud: &str,
+/// What minting needs, settled before any transaction.
+struct Minter {
+    issuer: String,
+    keys: std::sync::Arc<crate::signing::KeySet>,
+    ttl: Lifetimes,
+    access_alg: crate::signing::Alg,
+    id_alg: crate::signing::Alg,
+    aud: String,
     with_refresh: bool,
-    family: Family,
-    now: i64,
-) -> Result<HttpResponse, OAuthError> {
-    let ttl = Lifetimes::for_client(&state.settings.tokens, &client.settings);
-    let exp = tokens::access_expiry(ttl.access, &grant, now).ok_or_else(tokens::lapsed)?;
-    let keys = state.keys.get().await;
-    let access_alg = tokens::access_token_alg(client);
-    let (access_token, jti) = tokens::mint_access_token(state, &keys, access_alg, &grant, &grant.scope, aud, exp, now)?;
-    let id_token = tokens::mint_id_token(state, &keys, tokens::id_token_alg(client), &grant, nonce, ttl.id, now)?;
-    let minted = Minted { access_token, jti, access_expires_at: exp, id_token };
-    let refresh_ttl = ttl.refresh;
-    let (g, j) = (grant.clone(), minted.jti.clone());
-    let refresh = state
-        .write(move |conn| {
-            if family == Family::New {
-                grants::insert_grant(conn, &g)?;
-            }
-            let grant_id = (family != Family::None).then_some(g.id.as_str());
-            grants::insert_access_token(conn, &j, grant_id, &g.client_id, exp)?;
-            with_refresh.then(|| tokens::new_refresh_token(conn, &g.id, refresh_ttl, now)).transpose()
-        })
+}
+
+impl Minter {
+    async fn new(state: &AppState, client: &Client, aud: String, with_refresh: bool) -> Self {
+        Minter {
+            issuer: state.issuer.clone(),
+            keys: state.keys.get().await,
+            ttl: Lifetimes::for_client(&state.settings.tokens, &client.settings),
+            access_alg: tokens::access_token_alg(client),
+            id_alg: tokens::id_token_alg(client),
+            aud,
+            with_refresh,
+        }
+    }
+
+    /// Signs the grant's tokens (no database work).
+    fn mint(&self, grant: &Grant, nonce: Option<&str>, now: i64) -> Result<Minted, OAuthError> {
+        let exp = tokens::access_expiry(self.ttl.access, grant, now).ok_or_else(tokens::lapsed)?;
+        let (access_token, jti) =
+            tokens::mint_access_token(&self.issuer, &self.keys, self.access_alg, grant, &grant.scope, &self.aud, exp, now)?;
+        let id_token = tokens::mint_id_token(&self.issuer, &self.keys, self.id_alg, grant, nonce, self.ttl.id, now)?;
+        Ok(Minted { access_token, jti, access_expires_at: exp, id_token })
+    }
+
+    /// Writes the rows of what `mint` signed; returns the new refresh token, if any.
+    fn record(&self, conn: &mut Conn, grant: &Grant, minted: &Minted, family: Family, now: i64) -> Result<Option<String>, StoreError> {
+        if family == Family::New {
+            grants::insert_grant(conn, grant)?;
+        }
+        let grant_id = (family != Family::None).then_some(grant.id.as_str());
+        grants::insert_access_token(conn, &minted.jti, grant_id, &grant.client_id, minted.access_expires_at)?;
+        self.with_refresh.then(|| tokens::new_refresh_token(conn, &grant.id, self.ttl.refresh, now)).transpose()
+    }
+}
+
+/// Mints and records the tokens of a grant already settled (refreshed, or client_credentials).
+async fn issue(state: &AppState, minter: Minter, grant: Grant, family: Family, now: i64) -> Result<HttpResponse, OAuthError> {
+    let minted = minter.mint(&grant, None, now)?;
+    let (refresh, minted, scope) = state
+        .write(move |conn| Ok((minter.record(conn, &grant, &minted, family, now)?, minted, grant.scope)))
         .await?;
-    Ok(tokens::response(&minted, refresh.as_deref(), &grant.scope, now))
+    Ok(tokens::response(&minted, refresh.as_deref(), &scope, now))
 }
 
 /// RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what was issued from it.
@@ -278,7 +312,8 @@ async fn refresh(
         }
         grant.scope = scope.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     }
-    issue(state, client, grant, None, &aud, true, Family::Existing, now).await
+    let minter = Minter::new(state, client, aud, true).await;
+    issue(state, minter, grant, Family::Existing, now).await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token with the client as
@@ -313,5 +348,6 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params, 
         revoked_at: None,
         revoked_reason: None,
     };
-    issue(state, client, grant, None, &aud, false, Family::None, now).await
+    let minter = Minter::new(state, client, aud, false).await;
+    issue(state, minter, grant, Family::None, now).await
 }
