@@ -104,7 +104,7 @@ async fn authorization_code(
             if let Err(e) = check_code(&code, &bound, redirect_uri.as_deref(), verifier.as_deref(), now) {
                 return Ok(Exchange::Refused(e));
             }
-            if !users::find_user(conn, &code.user_id)?.is_some_and(|u| !u.disabled) {
+            if users::find_user(conn, &code.user_id)?.is_none_or(|u| u.disabled) {
                 return Ok(Exchange::Refused(OAuthError::invalid_grant("The user can no longer sign in.")));
             }
             let grant = Grant {
@@ -289,7 +289,7 @@ async fn refresh(
                 return Ok(Err("reused"));
             }
             if let Some(user_id) = &grant.user_id
-                && !users::find_user(conn, user_id)?.is_some_and(|u| !u.disabled)
+                && users::find_user(conn, user_id)?.is_none_or(|u| u.disabled)
             {
                 return Ok(Err("user disabled"));
             }

@@ -22,7 +22,7 @@ use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, check_csrf, session_cookie};
 use crate::crypto::random_token;
 use crate::errors::{AppError, OAuthError};
-use crate::session;
+use crate::session::{self, ActiveSession};
 use crate::state::AppState;
 
 const CHALLENGE_TTL: i64 = 300;
@@ -214,7 +214,8 @@ pub async fn sign_in(
     let proof = ProvenFactor { factor: Factor::Passkey, proven_at: now, user_verified: result.user_verified() };
     let continuation = session::continuation(&state, &req, &user.id).await?;
     let (absolute, client_id, passkey_id) = (state.settings.session.absolute_timeout_secs, pending.client.id.clone(), stored.id.clone());
-    let token = state
+    let idle = state.settings.session.idle_timeout_secs;
+    let (token, active) = state
         .write(move |conn| {
             passkeys::record_use(conn, &passkey_id, &updated, now)?;
             let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &info, absolute)?;
@@ -227,10 +228,11 @@ pub async fn sign_in(
                 &info,
                 json!({ "factor": "passkey", "user_verified": proof.user_verified, "passkey": passkey_id }),
             )?;
-            Ok(token)
+            let active = session::by_token_in(conn, &token, now, idle)?;
+            Ok((token, active))
         })
         .await?;
-    continue_json(&state, &req, &pending, token).await
+    continue_json(&state, &req, &pending, token, active).await
 }
 
 /// `POST …/passkey/register/options`: a registration challenge for the signed-in user.
@@ -299,7 +301,8 @@ pub async fn register(
     };
     let proof = ProvenFactor { factor: Factor::Passkey, proven_at: now, user_verified: true };
     let (session_id, client_id) = (active.session.id.clone(), pending.client.id.clone());
-    let token = state
+    let idle = state.settings.session.idle_timeout_secs;
+    let (token, active) = state
         .write(move |conn| {
             passkeys::insert(conn, &stored)?;
             let token = session::add_proof(conn, &session_id, &proof, &info)?;
@@ -312,14 +315,15 @@ pub async fn register(
                 &info,
                 json!({ "factor": "passkey", "passkey": stored.id, "name": stored.name }),
             )?;
-            Ok(token)
+            let active = session::by_token_in(conn, &token, now, idle)?;
+            Ok((token, active))
         })
         .await
         .map_err(|e| match e {
             AppError::Store(ladder_store::StoreError::Conflict(_)) => failed(409, "This passkey is already registered."),
             other => other.into(),
         })?;
-    continue_json(&state, &req, &pending, token).await
+    continue_json(&state, &req, &pending, token, active).await
 }
 
 async fn take(state: &AppState, pending: &Pending, id: &str, kinds: &[&'static str]) -> Result<Option<Challenge>, AppError> {
@@ -363,9 +367,15 @@ async fn audit_failure(
 }
 
 /// Where the browser goes next (the RP, or the next step), with the rotated session cookie.
-async fn continue_json(state: &AppState, req: &HttpRequest, pending: &Pending, token: String) -> Result<HttpResponse, OAuthError> {
+/// `active` is the session as the proof's transaction left it, as for `after_step`.
+async fn continue_json(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    token: String,
+    active: Option<ActiveSession>,
+) -> Result<HttpResponse, OAuthError> {
     state.metrics.factor("passkey", "success");
-    let active = session::by_token(state, token.clone()).await?;
     let page_error = |e: crate::errors::PageError| failed(e.status.as_u16(), &e.message);
     let next = advance(state, req, pending, active).await.map_err(page_error)?;
     let (location, device) = leave_to(pending, next);
