@@ -1,5 +1,6 @@
 //! Faults: the real `ladder` binary killed with SIGKILL in the middle of sign-ins, restarted on the
-//! same database, loses nothing it acknowledged; SIGTERM shuts it down cleanly.
+//! same database, loses nothing it acknowledged; SIGTERM shuts it down cleanly. Also what the
+//! binary writes to its access log.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,6 +48,11 @@ impl Node {
     }
 
     async fn start(&self) -> Child {
+        self.start_logging("warn", Stdio::null()).await
+    }
+
+    /// Starts the server with `RUST_LOG=filter`, its standard output going to `stdout`.
+    async fn start_logging(&self, filter: &str, stdout: Stdio) -> Child {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ladder"))
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port), "--issuer", &self.base()])
             .args(["--database-url", &format!("sqlite://{}", self.dir.path().join("ladder.db").display())])
@@ -54,8 +60,8 @@ impl Node {
             .env("LADDER_SERVER_KEY", &self.key)
             .env("LADDER_METRICS__BIND", "")
             .env("LADDER_LOGIN__MAX_FAILURES_PER_IP", "100000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", filter)
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -277,4 +283,45 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     }
     let exited = exited.expect("exited within 10 s of the last response");
     assert!(exited.success(), "{exited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_line_per_request_without_query_or_secrets() {
+    let node = Node::new();
+    node.cli(&["migrate"], None);
+    let client: Value =
+        serde_json::from_str(&node.cli(&["client", "add", "--name", "RP", "--redirect-uri", REDIRECT, "--json"], None))
+            .unwrap();
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let server = node.start_logging("info", Stdio::piped()).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = node.base();
+    let authorize = http
+        .get(format!("{base}/authorize?client_id={id}&response_type=code&scope=openid&state=state-in-the-query"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorize.status(), StatusCode::BAD_REQUEST, "no redirect_uri: an error page");
+    let token = http
+        .post(format!("{base}/token"))
+        .basic_auth(&id, Some("a-wrong-secret-never-logged"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::UNAUTHORIZED);
+    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    let out = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+
+    let lines = |route: &str| log.lines().filter(|l| l.contains(&format!(" route={route} "))).collect::<Vec<_>>();
+    let token_lines = lines("/token");
+    assert_eq!(token_lines.len(), 1, "one line per request:\n{log}");
+    assert!(token_lines[0].contains("method=POST") && token_lines[0].contains("status=401"), "{}", token_lines[0]);
+    assert!(token_lines[0].contains("ip=127.0.0.1") && token_lines[0].contains("request_id="), "{}", token_lines[0]);
+    let authorize_lines = lines("/authorize");
+    assert_eq!(authorize_lines.len(), 1, "{log}");
+    assert!(authorize_lines[0].contains("method=GET") && authorize_lines[0].contains("status=400"));
+    assert!(!log.contains("state-in-the-query"), "query strings stay out of the log:\n{log}");
+    assert!(!log.contains("a-wrong-secret-never-logged"), "secrets stay out of the log:\n{log}");
 }

@@ -1,6 +1,7 @@
 //! Ladder's HTTP server: the OpenID Connect endpoints, the sign-in pages, and the management
 //! operations the CLI (and the admin console) perform.
 
+pub mod access_log;
 pub mod account;
 pub mod attempts;
 pub mod audit;

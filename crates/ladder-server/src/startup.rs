@@ -237,13 +237,13 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
                 async move {
                     let resp = fut.await?;
                     if let Some(state) = state {
-                        let route = resp.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                        let route = crate::access_log::route_of(resp.request());
                         state.metrics.http(&route, resp.status().as_u16(), started.elapsed());
                     }
                     Ok(resp)
                 }
             })
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::access_log::AccessLog>::new())
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024).error_handler(|err, _| {
                 crate::errors::PageError::bad_request("The form could not be read", err.to_string()).into()

@@ -80,11 +80,16 @@ impl AppState {
             .map_err(AppError::from)
     }
 
-    /// Runs `f` in one write transaction on the blocking pool.
+    /// Runs `f` in one write transaction: on SQLite's writer thread, which commits the
+    /// transactions queued together (see `ladder_store::group_commit`); on PostgreSQL, which takes
+    /// concurrent writers, on the blocking pool.
     pub async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, AppError> {
+        if self.db.is_sqlite() {
+            return self.db.write_grouped(f).await.map_err(AppError::from);
+        }
         let db = self.db.clone();
         actix_web::web::block(move || db.write(f))
             .await

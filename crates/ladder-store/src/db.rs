@@ -113,7 +113,9 @@ pub struct Db {
     is_sqlite: bool,
     /// SQLite has one writer at a time: writers queue here rather than in SQLite's busy handler,
     /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset.
-    writer: std::sync::Arc<std::sync::Mutex<()>>,
+    pub(crate) writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The SQLite writer thread, started by the first `write_grouped`.
+    group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::GroupWriter>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -140,7 +142,7 @@ impl Db {
             .connection_timeout(std::time::Duration::from_secs(3))
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, is_sqlite, writer: Default::default() })
+        Ok(Db { pool, is_sqlite, writer: Default::default(), group: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -188,12 +190,48 @@ impl Db {
         self.write_inner(f).map_err(StoreError::or_unavailable)
     }
 
-    fn write_inner<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `f` in a write transaction on SQLite's writer thread, committed together with the
+    /// transactions queued beside it (`group_commit`); resolves once it is durable. SQLite only:
+    /// PostgreSQL takes concurrent writers, so its callers use `write` on a blocking thread.
+    pub async fn write_grouped<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.is_sqlite {
+            return Err(StoreError::Config("group commit is for SQLite".into()));
+        }
+        let group = match self.group.get() {
+            Some(group) => group,
+            None => {
+                // The thread's own handle has no group of its own: a cycle would keep it alive.
+                let inner = Db { group: Default::default(), ..self.clone() };
+                let started = crate::group_commit::GroupWriter::start(inner)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
+                self.group.get_or_init(|| started)
+            }
+        };
+        group.write(f).await
+    }
+
+    /// Runs `f` on a connection while holding the in-process write lock.
+    pub(crate) fn with_write_lock<T>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // Taken before a pooled connection, so a queued writer never holds one idle.
         let _writer = self.is_sqlite.then(|| self.writer.lock().unwrap_or_else(|p| p.into_inner()));
         let mut conn = self.conn()?;
-        let conn: &mut Conn = &mut conn;
-        if self.is_sqlite {
+        f(&mut conn)
+    }
+
+    fn write_inner<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if !self.is_sqlite {
+            let mut conn = self.conn()?;
+            let conn: &mut Conn = &mut conn;
+            return conn.transaction(f);
+        }
+        self.with_write_lock(|conn| {
             conn.batch_execute("BEGIN IMMEDIATE")?;
             match f(conn) {
                 Ok(v) => {
@@ -205,8 +243,6 @@ impl Db {
                     Err(e)
                 }
             }
-        } else {
-            conn.transaction(f)
-        }
+        })
     }
 }

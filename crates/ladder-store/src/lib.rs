@@ -2,6 +2,7 @@
 //! embedded migrations, and one repository module per table. Callers never see diesel's DSL.
 
 mod db;
+mod group_commit;
 mod schema;
 
 pub mod audit;

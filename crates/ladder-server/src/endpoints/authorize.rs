@@ -119,7 +119,7 @@ pub async fn authorize_post(
     authorize(&state, &req, Params::parse(&body)).await
 }
 
-#[tracing::instrument(name = "authorize", skip_all)]
+#[tracing::instrument(name = "authorize", level = "debug", skip_all)]
 async fn authorize(state: &AppState, req: &HttpRequest, params: Params) -> Result<HttpResponse, AuthorizeError> {
     // Limits first: nothing a client sends is trusted enough to redirect to until it fits them.
     if let Some(problem) = params.over_limit(MAX_PARAMS, MAX_VALUE) {

@@ -89,7 +89,7 @@ fn params_of(req: &HttpRequest, body: &[u8]) -> Params {
     if req.method() == actix_web::http::Method::POST { Params::parse(body) } else { Params::parse(req.query_string().as_bytes()) }
 }
 
-#[tracing::instrument(name = "end_session", skip_all)]
+#[tracing::instrument(name = "end_session", level = "debug", skip_all)]
 pub async fn end_session(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
     let request = validate(&state, &params_of(&req, &body)).await?;
     let current = session::current(&state, &req).await?;

@@ -17,7 +17,7 @@ fn inactive() -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({ "active": false }))
 }
 
-#[tracing::instrument(name = "introspect", skip_all)]
+#[tracing::instrument(name = "introspect", level = "debug", skip_all)]
 pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
     let client = client_auth::authenticate(&state, &req, &params).await?;

@@ -14,7 +14,7 @@ use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
 
-#[tracing::instrument(name = "revoke", skip_all)]
+#[tracing::instrument(name = "revoke", level = "debug", skip_all)]
 pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
     let client = client_auth::authenticate(&state, &req, &params).await?;

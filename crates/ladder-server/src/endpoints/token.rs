@@ -19,7 +19,7 @@ use crate::params::Params;
 use crate::state::AppState;
 use crate::tokens::{self, Lifetimes, Minted};
 
-#[tracing::instrument(name = "token", skip_all)]
+#[tracing::instrument(name = "token", level = "debug", skip_all)]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
     let client = client_auth::authenticate(&state, &req, &params).await?;

@@ -142,7 +142,7 @@ impl Finish {
 }
 
 /// `POST …/passkey`: completes a sign-in or step-up with a passkey.
-#[tracing::instrument(name = "passkey", skip_all)]
+#[tracing::instrument(name = "passkey", level = "debug", skip_all)]
 pub async fn sign_in(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -256,7 +256,7 @@ pub async fn register_options(state: web::Data<AppState>, req: HttpRequest, path
 
 /// `POST …/passkey/register`: stores the new passkey; its creation (with user verification)
 /// counts as a passkey proof.
-#[tracing::instrument(name = "passkey_register", skip_all)]
+#[tracing::instrument(name = "passkey_register", level = "debug", skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,

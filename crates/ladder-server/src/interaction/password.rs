@@ -49,7 +49,7 @@ async fn again(
     pages::render_step(state, req, pending, step, shown, active.as_ref(), &[], Some((error, status))).await
 }
 
-#[tracing::instrument(name = "password", skip_all)]
+#[tracing::instrument(name = "password", level = "debug", skip_all)]
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,

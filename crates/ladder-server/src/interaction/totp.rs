@@ -58,7 +58,7 @@ enum Outcome {
     Replayed,
 }
 
-#[tracing::instrument(name = "totp", skip_all)]
+#[tracing::instrument(name = "totp", level = "debug", skip_all)]
 pub async fn verify(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -195,7 +195,7 @@ enum Enrolled {
     Wrong,
 }
 
-#[tracing::instrument(name = "totp_enrol", skip_all)]
+#[tracing::instrument(name = "totp_enrol", level = "debug", skip_all)]
 pub async fn enrol(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,0 +1,238 @@
+//! Group commit for SQLite: the server's write transactions run on one writer thread, which takes
+//! every transaction queued while it worked and commits them together.
+//!
+//! SQLite has one writer at a time anyway, so nothing is lost by serialising; what is won is that
+//! a commit (WAL frames written and checksummed, the odd checkpoint) is paid once per batch rather
+//! than once per request, and a request hands its work to a thread that is usually already awake
+//! instead of waking a blocking-pool thread that then queues on the writer lock. Each transaction
+//! runs in its own savepoint, so one that fails is rolled back alone; each is answered only after
+//! the commit that made it durable.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use diesel::connection::SimpleConnection;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::db::{Conn, Db};
+
+/// At most this many transactions share a commit, so one commit never holds up a request for long.
+const MAX_BATCH: usize = 64;
+
+/// One queued write transaction, its result kept until the batch's commit is known.
+trait Job: Send {
+    /// Runs the work; true when it succeeded (its savepoint is then kept).
+    fn run(&mut self, conn: &mut Conn) -> bool;
+    /// Answers the caller: its own result, or the commit's failure.
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct Pending<F, T> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for Pending<F, T>
+where
+    F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send,
+    T: Send,
+{
+    fn run(&mut self, conn: &mut Conn) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        // A panicking transaction must not take the writer thread (and every later write) with it.
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("a write transaction panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let result = match (self.result, commit) {
+            (Some(Ok(_)), Err(e)) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+            (Some(result), _) => result.map_err(StoreError::or_unavailable),
+            (None, Err(e)) => Err(StoreError::Unavailable(format!("transaction not started: {e}"))),
+            (None, Ok(())) => Err(StoreError::Unavailable("transaction not run".into())),
+        };
+        // The caller may have gone (a dropped request); its work stands or falls with the batch.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The queue in front of the writer thread; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct GroupWriter {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl GroupWriter {
+    /// Starts the writer thread; it ends when the last handle is dropped.
+    pub(crate) fn start(db: Db) -> std::io::Result<GroupWriter> {
+        let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new().name("ladder-writer".into()).spawn(move || {
+            while let Ok(first) = jobs.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                commit_batch(&db, batch);
+            }
+        })?;
+        Ok(GroupWriter { queue })
+    }
+
+    /// Queues `f` as one write transaction; resolves once it is committed (or has failed).
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending { work: Some(f), result: None, reply });
+        self.queue.send(job).map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+}
+
+/// Runs a batch in one transaction, each job in its own savepoint when it shares the transaction.
+fn commit_batch(db: &Db, mut batch: Vec<Box<dyn Job>>) {
+    let outcome = db.with_write_lock(|conn| {
+        conn.batch_execute("BEGIN IMMEDIATE")?;
+        let done = run_and_commit(conn, &mut batch);
+        if done.is_err() {
+            // Never hand the pool a connection still inside a transaction.
+            let _ = conn.batch_execute("ROLLBACK");
+        }
+        done
+    });
+    for job in batch {
+        job.finish(outcome.as_ref().map(|_| ()));
+    }
+}
+
+fn run_and_commit(conn: &mut Conn, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    if let [only] = batch {
+        // Alone: its failure rolls back the whole transaction, no savepoint needed.
+        if !only.run(conn) {
+            return Ok(conn.batch_execute("ROLLBACK")?);
+        }
+    } else {
+        for job in batch.iter_mut() {
+            conn.batch_execute("SAVEPOINT job")?;
+            let keep = job.run(conn);
+            conn.batch_execute(if keep { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" })?;
+        }
+    }
+    Ok(conn.batch_execute("COMMIT")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::{User, count_users, find_user_by_username, insert_user};
+
+    fn user(name: &str) -> User {
+        User {
+            id: format!("id-{name}"),
+            username: name.into(),
+            email: None,
+            name: None,
+            is_admin: false,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn fresh_db(dir: &tempfile::TempDir) -> Db {
+        let db = Db::connect(dir.path().join("t.db").to_str().unwrap(), 4).unwrap();
+        db.migrate().unwrap();
+        db
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn concurrent_transactions_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fresh_db(&dir);
+        runtime().block_on(async {
+            let writes: Vec<_> = (0..200)
+                .map(|i| {
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        db.write_grouped(move |conn| insert_user(conn, &user(&format!("u{i}")))).await
+                    })
+                })
+                .collect();
+            for write in writes {
+                write.await.unwrap().unwrap();
+            }
+        });
+        assert_eq!(db.read(count_users).unwrap(), 200);
+    }
+
+    #[test]
+    fn a_failing_transaction_is_rolled_back_alone_and_told_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fresh_db(&dir);
+        let rt = runtime();
+        // Hold the write lock so the writer thread stalls on its first batch while the next two
+        // queue behind it: they then share one transaction.
+        let lock = db.writer.lock().unwrap();
+        let first = rt.spawn({
+            let db = db.clone();
+            async move { db.write_grouped(|conn| insert_user(conn, &user("first"))).await }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let failing = rt.spawn({
+            let db = db.clone();
+            async move {
+                db.write_grouped(|conn| {
+                    insert_user(conn, &user("written-then-failed"))?;
+                    Err::<(), _>(StoreError::Conflict("refused after writing".into()))
+                })
+                .await
+            }
+        });
+        let other = rt.spawn({
+            let db = db.clone();
+            async move { db.write_grouped(|conn| insert_user(conn, &user("kept"))).await }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(lock);
+        rt.block_on(async {
+            first.await.unwrap().unwrap();
+            assert!(matches!(failing.await.unwrap(), Err(StoreError::Conflict(m)) if m == "refused after writing"));
+            other.await.unwrap().unwrap();
+        });
+        let find = |name: &'static str| db.read(move |conn| find_user_by_username(conn, name)).unwrap();
+        assert!(find("first").is_some());
+        assert!(find("kept").is_some(), "a neighbour's failure must not undo this transaction");
+        assert!(find("written-then-failed").is_none(), "a failed transaction's writes must be rolled back");
+    }
+
+    #[test]
+    fn a_panicking_transaction_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fresh_db(&dir);
+        runtime().block_on(async {
+            let panicked = db
+                .write_grouped(|conn| {
+                    insert_user(conn, &user("before-panic"))?;
+                    panic!("a bug in one transaction")
+                })
+                .await;
+            assert!(matches!(panicked, Err::<(), _>(StoreError::Corrupt(_))));
+            db.write_grouped(|conn| insert_user(conn, &user("after"))).await.unwrap();
+        });
+        assert_eq!(db.read(count_users).unwrap(), 1);
+    }
+}
