@@ -83,13 +83,13 @@ impl r2d2::ManageConnection for Manager {
                 // for each other instead of failing with "database is locked" (set first: opening
                 // a WAL database another process is opening can be briefly busy). Checkpoints stay
                 // automatic: moving them to a background timer made the tail worse, not better
-                // (its fsyncs stall the writers; bench/RESULTS.md). A 1 MiB page cache per
-                // connection (default 2 MiB): lookups are by key, the OS caches the file, and eight
-                // full caches would be 16 MiB of resident memory.
+                // (its fsyncs stall the writers; bench/RESULTS.md). A 256 KiB page cache per
+                // connection (default 2 MiB): lookups are by key and the OS caches the file; at
+                // 1 MiB, eight caches were a tenth of the server's resident memory, for no speed.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -1024;",
+                     PRAGMA cache_size = -256;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
