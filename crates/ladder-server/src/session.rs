@@ -23,10 +23,10 @@ pub struct ActiveSession {
 /// The live session behind the request's cookie, with its user (if enabled), proofs and enrolled
 /// factors, in one round trip.
 pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<ActiveSession>, AppError> {
-    match session_token(state, req) {
-        Some(token) => by_token(state, token).await,
-        None => Ok(None),
+    if session_token(state, req).is_none() {
+        return Ok(None); // no cookie: no round trip
     }
+    state.read(current_reader(state, req)).await
 }
 
 /// `current`, as a read to run inside a caller's round trip.
@@ -38,13 +38,8 @@ pub fn current_reader(
     move |conn| token.map(|t| by_token_in(conn, &t, now, idle)).transpose().map(Option::flatten)
 }
 
-/// The live session a cookie token names.
-pub async fn by_token(state: &AppState, token: String) -> Result<Option<ActiveSession>, AppError> {
-    let (now, idle) = (state.now(), state.settings.session.idle_timeout_secs);
-    state.read(move |conn| by_token_in(conn, &token, now, idle)).await
-}
-
-/// `by_token` inside a caller's round trip (also right after a proof rotated the token).
+/// The live session a cookie token names, inside a caller's round trip (also right after a proof
+/// rotated the token).
 pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
     let Some(session) = sessions::find_live_session(conn, &sha256_hex(token), now, idle)? else {
         return Ok(None);

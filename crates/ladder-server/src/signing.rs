@@ -135,6 +135,9 @@ pub enum VerifyError {
     Signature,
 }
 
+/// A JWT's claims set.
+pub type Claims = Map<String, Value>;
+
 impl KeySet {
     pub(crate) fn load(rows: Vec<SigningKey>, server_key: &ServerKey) -> Result<KeySet, AppError> {
         let mut keys = Vec::new();
@@ -194,12 +197,12 @@ impl KeySet {
 
     /// Verifies a JWT we signed, with any published key; returns its header `typ` and claims.
     /// Claim checks (iss, exp, aud) are the caller's.
-    pub fn verify(&self, token: &str) -> Result<(Option<String>, Map<String, Value>), VerifyError> {
+    pub fn verify(&self, token: &str) -> Result<(Option<String>, Claims), VerifyError> {
         self.verify_naming_key(token).map(|(_, typ, claims)| (typ, claims))
     }
 
-    /// `verify`, also naming the key that signed the token.
-    pub fn verify_naming_key(&self, token: &str) -> Result<(&str, Option<String>, Map<String, Value>), VerifyError> {
+    /// `verify`, also naming the key that signed the token: (kid, typ, claims).
+    pub fn verify_naming_key(&self, token: &str) -> Result<(&str, Option<String>, Claims), VerifyError> {
         let header = jwt::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.claim("kid").and_then(Value::as_str).ok_or(VerifyError::UnknownKey)?;
         let alg = header.claim("alg").and_then(Value::as_str).ok_or(VerifyError::Malformed)?;

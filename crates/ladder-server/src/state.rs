@@ -80,21 +80,13 @@ impl AppState {
             .map_err(AppError::from)
     }
 
-    /// Runs `f` in one write transaction: on SQLite's writer thread, which commits the
-    /// transactions queued together (see `ladder_store::group_commit`); on PostgreSQL, which takes
-    /// concurrent writers, on the blocking pool.
+    /// Runs `f` in one write transaction off the async workers (`Db::write_async`: on SQLite, the
+    /// writer thread that commits the transactions queued together; on PostgreSQL, the blocking pool).
     pub async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, AppError> {
-        if self.db.is_sqlite() {
-            return self.db.write_grouped(f).await.map_err(AppError::from);
-        }
-        let db = self.db.clone();
-        actix_web::web::block(move || db.write(f))
-            .await
-            .map_err(|e| AppError::Blocking(e.to_string()))?
-            .map_err(AppError::from)
+        self.db.write_async(f).await.map_err(AppError::from)
     }
 
     /// A registered client, from the cache when it was read in the last few seconds.

@@ -114,7 +114,7 @@ pub struct Db {
     /// SQLite has one writer at a time: writers queue here rather than in SQLite's busy handler,
     /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset.
     pub(crate) writer: std::sync::Arc<std::sync::Mutex<()>>,
-    /// The SQLite writer thread, started by the first `write_grouped`.
+    /// The SQLite writer thread, started by the first `write_async`.
     group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::GroupWriter>>,
 }
 
@@ -190,16 +190,19 @@ impl Db {
         self.write_inner(f).map_err(StoreError::or_unavailable)
     }
 
-    /// Runs `f` in a write transaction on SQLite's writer thread, committed together with the
-    /// transactions queued beside it (`group_commit`); resolves once it is durable. SQLite only:
-    /// PostgreSQL takes concurrent writers, so its callers use `write` on a blocking thread.
-    pub async fn write_grouped<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// `write` without blocking an async worker. On SQLite, on the writer thread, committed
+    /// together with the transactions queued beside it (`group_commit`); on PostgreSQL, which takes
+    /// concurrent writers, on a blocking thread. Resolves once the transaction is durable.
+    pub async fn write_async<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         if !self.is_sqlite {
-            return Err(StoreError::Config("group commit is for SQLite".into()));
+            let db = self.clone();
+            return tokio::task::spawn_blocking(move || db.write(f))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Corrupt("a write transaction panicked".into())));
         }
         let group = match self.group.get() {
             Some(group) => group,

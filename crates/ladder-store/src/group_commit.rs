@@ -196,7 +196,7 @@ mod tests {
                 .map(|i| {
                     let db = db.clone();
                     tokio::spawn(async move {
-                        db.write_grouped(move |conn| insert_user(conn, &user(&format!("u{i}")))).await
+                        db.write_async(move |conn| insert_user(conn, &user(&format!("u{i}")))).await
                     })
                 })
                 .collect();
@@ -217,13 +217,13 @@ mod tests {
         let lock = db.writer.lock().unwrap();
         let first = rt.spawn({
             let db = db.clone();
-            async move { db.write_grouped(|conn| insert_user(conn, &user("first"))).await }
+            async move { db.write_async(|conn| insert_user(conn, &user("first"))).await }
         });
         std::thread::sleep(std::time::Duration::from_millis(100));
         let failing = rt.spawn({
             let db = db.clone();
             async move {
-                db.write_grouped(|conn| {
+                db.write_async(|conn| {
                     insert_user(conn, &user("written-then-failed"))?;
                     Err::<(), _>(StoreError::Conflict("refused after writing".into()))
                 })
@@ -232,7 +232,7 @@ mod tests {
         });
         let other = rt.spawn({
             let db = db.clone();
-            async move { db.write_grouped(|conn| insert_user(conn, &user("kept"))).await }
+            async move { db.write_async(|conn| insert_user(conn, &user("kept"))).await }
         });
         std::thread::sleep(std::time::Duration::from_millis(100));
         drop(lock);
@@ -253,13 +253,13 @@ mod tests {
         let db = fresh_db(&dir);
         runtime().block_on(async {
             let panicked = db
-                .write_grouped(|conn| {
+                .write_async(|conn| {
                     insert_user(conn, &user("before-panic"))?;
                     panic!("a bug in one transaction")
                 })
                 .await;
             assert!(matches!(panicked, Err::<(), _>(StoreError::Corrupt(_))));
-            db.write_grouped(|conn| insert_user(conn, &user("after"))).await.unwrap();
+            db.write_async(|conn| insert_user(conn, &user("after"))).await.unwrap();
         });
         assert_eq!(db.read(count_users).unwrap(), 1);
     }
@@ -273,7 +273,7 @@ mod tests {
         runtime().block_on(async {
             // One at a time: each its own batch, too few pages for SQLite's automatic checkpoint.
             for i in 0..IDLE_CHECKPOINT_AFTER {
-                db.write_grouped(move |conn| insert_user(conn, &user(&format!("u{i}")))).await.unwrap();
+                db.write_async(move |conn| insert_user(conn, &user(&format!("u{i}")))).await.unwrap();
             }
         });
         let grown = (0..50).any(|_| {
