@@ -2,7 +2,7 @@
 
 use ladder_store::audit::{self, NewEvent};
 use ladder_store::grants::Grant;
-use ladder_store::{Conn, StoreError, new_id};
+use ladder_store::{Conn, StoreError, new_sequential_id};
 use serde_json::{Value, json};
 
 use crate::browser::ClientInfo;
@@ -27,7 +27,7 @@ pub fn record(
     audit::insert_event(
         conn,
         &NewEvent {
-            id: new_id(),
+            id: new_sequential_id(),
             at: now,
             kind: kind.into(),
             outcome: outcome.into(),

@@ -4,7 +4,7 @@ use actix_web::HttpRequest;
 use ladder_core::{Factor, ProvenFactor};
 use ladder_store::sessions::{self, ProofContext, Session};
 use ladder_store::users::{self, User};
-use ladder_store::{Conn, StoreError, factors, new_id};
+use ladder_store::{Conn, StoreError, factors, new_sequential_id};
 
 use crate::browser::{ClientInfo, session_token};
 use crate::crypto::{random_token, sha256_hex};
@@ -72,7 +72,7 @@ pub fn start(
     }
     let token = random_token(32);
     let session = Session {
-        id: new_id(),
+        id: new_sequential_id(),
         token_hash: sha256_hex(&token),
         user_id: user_id.to_owned(),
         created_at: now,

@@ -170,16 +170,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(authorize::authorize_get))
                 .route(web::post().to(authorize::authorize_post)),
         )
-        .service(web::resource("/interaction/{id}").route(web::get().to(interaction::show)))
-        .service(web::resource("/interaction/{id}/password").route(web::post().to(password::submit)))
-        .service(web::resource("/interaction/{id}/totp").route(web::post().to(totp::verify)))
-        .service(web::resource("/interaction/{id}/totp/enrol").route(web::post().to(totp::enrol)))
-        .service(web::resource("/interaction/{id}/passkey/options").route(web::post().to(passkey::sign_in_options)))
-        .service(web::resource("/interaction/{id}/passkey").route(web::post().to(passkey::sign_in)))
-        .service(
-            web::resource("/interaction/{id}/passkey/register/options").route(web::post().to(passkey::register_options)),
-        )
-        .service(web::resource("/interaction/{id}/passkey/register").route(web::post().to(passkey::register)))
         .service(web::resource("/token").route(web::post().to(token::token)))
         .service(web::resource("/introspect").route(web::post().to(introspect::introspect)))
         .service(web::resource("/revoke").route(web::post().to(revoke::revoke)))
@@ -193,6 +183,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/userinfo")
                 .route(web::get().to(userinfo::userinfo_get))
                 .route(web::post().to(userinfo::userinfo_post)),
+        )
+        // After the fixed paths, and in one scope: a path with a `{segment}` is matched with a
+        // regular expression, so /token and /userinfo never try them and an interaction page
+        // tries one.
+        .service(
+            web::scope("/interaction/{id}")
+                .service(web::resource("").route(web::get().to(interaction::show)))
+                .service(web::resource("/password").route(web::post().to(password::submit)))
+                .service(web::resource("/totp").route(web::post().to(totp::verify)))
+                .service(web::resource("/totp/enrol").route(web::post().to(totp::enrol)))
+                .service(web::resource("/passkey/options").route(web::post().to(passkey::sign_in_options)))
+                .service(web::resource("/passkey").route(web::post().to(passkey::sign_in)))
+                .service(web::resource("/passkey/register/options").route(web::post().to(passkey::register_options)))
+                .service(web::resource("/passkey/register").route(web::post().to(passkey::register))),
         )
         .configure(crate::console::routes)
         .configure(crate::account::routes)

@@ -102,7 +102,8 @@ pub fn mint_access_token(
     exp: i64,
     now: i64,
 ) -> Result<(String, String), AppError> {
-    let jti = random_token(16);
+    // Time-ordered: the access_tokens index takes each new jti at its end (`new_sequential_id`).
+    let jti = ladder_store::new_sequential_id();
     let mut c = Map::new();
     c.insert("iss".into(), json!(issuer));
     c.insert(

@@ -5,6 +5,7 @@
 
 use diesel::prelude::*;
 
+use crate::prepared::prepared;
 use crate::schema::{audit_events, audit_head};
 use crate::{Conn, StoreError};
 
@@ -76,9 +77,14 @@ impl AuditEvent {
 /// Appends the event to the chain. Must run inside a write transaction: taking the head row
 /// serializes writers, so two transactions can never link to the same predecessor.
 pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError> {
-    diesel::update(audit_head::table.find(1)).set(audit_head::seq.eq(audit_head::seq + 1)).execute(conn)?;
-    let (seq, prev_hash): (i64, String) =
-        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).get_result(conn)?;
+    struct AdvanceHead;
+    struct SetHeadHash;
+    let (seq, prev_hash): (i64, String) = prepared::<AdvanceHead, _>(
+        diesel::update(audit_head::table.find(1))
+            .set(audit_head::seq.eq(audit_head::seq + 1))
+            .returning((audit_head::seq, audit_head::hash)),
+    )
+    .get_result(conn)?;
     let mut row = AuditEvent {
         id: event.id.clone(),
         at: event.at,
@@ -95,7 +101,8 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
         hash: String::new(),
     };
     row.hash = row.expected_hash();
-    diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)).execute(conn)?;
+    prepared::<SetHeadHash, _>(diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)))
+        .execute(conn)?;
     diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::prepared::prepared;
 use crate::schema::authorization_codes;
 use crate::{Conn, StoreError};
 
@@ -45,13 +46,16 @@ pub fn insert_code(conn: &mut Conn, code: &AuthorizationCode) -> Result<(), Stor
 /// Marks the code consumed in one statement (`UPDATE … WHERE consumed_at IS NULL RETURNING`), so
 /// two concurrent redemptions cannot both succeed. Expiry is the caller's check.
 pub fn redeem_code(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Redemption, StoreError> {
-    let redeemed: Option<AuthorizationCode> = diesel::update(
-        authorization_codes::table
-            .filter(authorization_codes::code_hash.eq(code_hash))
-            .filter(authorization_codes::consumed_at.is_null()),
+    struct Redeem;
+    let redeemed: Option<AuthorizationCode> = prepared::<Redeem, _>(
+        diesel::update(
+            authorization_codes::table
+                .filter(authorization_codes::code_hash.eq(code_hash))
+                .filter(authorization_codes::consumed_at.is_null()),
+        )
+        .set(authorization_codes::consumed_at.eq(now))
+        .returning(authorization_codes::all_columns),
     )
-    .set(authorization_codes::consumed_at.eq(now))
-    .returning(authorization_codes::all_columns)
     .get_result::<AuthorizationCode>(conn)
     .optional()?;
     if let Some(code) = redeemed {

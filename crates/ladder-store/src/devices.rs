@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::schema::devices;
-use crate::{Conn, StoreError, new_id};
+use crate::{Conn, StoreError, new_sequential_id};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = devices)]
@@ -21,7 +21,7 @@ pub struct Device {
 pub fn insert(conn: &mut Conn, user_id: &str, token_hash: &str, user_agent: Option<&str>, now: i64) -> Result<(), StoreError> {
     diesel::insert_into(devices::table)
         .values((
-            devices::id.eq(new_id()),
+            devices::id.eq(new_sequential_id()),
             devices::user_id.eq(user_id),
             devices::token_hash.eq(token_hash),
             devices::user_agent.eq(user_agent),

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::StoreError;
 use crate::db::{Conn, Db};
+use crate::prepared::{self, BeginImmediate, Commit, ReleaseJob, Rollback, RollbackToJob, SavepointJob};
 
 /// At most this many transactions share a commit, so one commit never holds up a request for long.
 const MAX_BATCH: usize = 64;
@@ -130,11 +131,11 @@ fn checkpoint(db: &Db) {
 /// Runs a batch in one transaction, each job in its own savepoint when it shares the transaction.
 fn commit_batch(db: &Db, mut batch: Vec<Box<dyn Job>>) {
     let outcome = db.with_write_lock(|conn| {
-        conn.batch_execute("BEGIN IMMEDIATE")?;
+        prepared::run::<BeginImmediate>(conn)?;
         let done = run_and_commit(conn, &mut batch);
         if done.is_err() {
             // Never hand the pool a connection still inside a transaction.
-            let _ = conn.batch_execute("ROLLBACK");
+            let _ = prepared::run::<Rollback>(conn);
         }
         done
     });
@@ -147,16 +148,18 @@ fn run_and_commit(conn: &mut Conn, batch: &mut [Box<dyn Job>]) -> Result<(), Sto
     if let [only] = batch {
         // Alone: its failure rolls back the whole transaction, no savepoint needed.
         if !only.run(conn) {
-            return Ok(conn.batch_execute("ROLLBACK")?);
+            return Ok(prepared::run::<Rollback>(conn)?);
         }
     } else {
         for job in batch.iter_mut() {
-            conn.batch_execute("SAVEPOINT job")?;
-            let keep = job.run(conn);
-            conn.batch_execute(if keep { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" })?;
+            prepared::run::<SavepointJob>(conn)?;
+            if !job.run(conn) {
+                prepared::run::<RollbackToJob>(conn)?;
+            }
+            prepared::run::<ReleaseJob>(conn)?;
         }
     }
-    Ok(conn.batch_execute("COMMIT")?)
+    Ok(prepared::run::<Commit>(conn)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use crate::schema::logout_deliveries;
-use crate::{Conn, StoreError, new_id};
+use crate::{Conn, StoreError, new_sequential_id};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = logout_deliveries)]
@@ -23,7 +23,7 @@ pub struct Delivery {
 pub fn enqueue(conn: &mut Conn, client_id: &str, uri: &str, logout_token: &str, now: i64) -> Result<(), StoreError> {
     diesel::insert_into(logout_deliveries::table)
         .values((
-            logout_deliveries::id.eq(new_id()),
+            logout_deliveries::id.eq(new_sequential_id()),
             logout_deliveries::client_id.eq(client_id),
             logout_deliveries::uri.eq(uri),
             logout_deliveries::logout_token.eq(logout_token),

@@ -3,8 +3,9 @@
 use diesel::prelude::*;
 use ladder_core::{Factor, ProvenFactor};
 
+use crate::prepared::prepared;
 use crate::schema::{session_factors, sessions};
-use crate::{Conn, StoreError, new_id};
+use crate::{Conn, StoreError, new_sequential_id};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -63,14 +64,18 @@ pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreE
 
 /// Gives the session a new cookie value (at every authentication, against fixation).
 pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(sessions::table.find(id))
-        .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now)))
-        .execute(conn)?;
+    struct Rotate;
+    prepared::<Rotate, _>(
+        diesel::update(sessions::table.find(id))
+            .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now))),
+    )
+    .execute(conn)?;
     Ok(())
 }
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).execute(conn)?;
+    struct Touch;
+    prepared::<Touch, _>(diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now))).execute(conn)?;
     Ok(())
 }
 
@@ -89,7 +94,7 @@ pub fn insert_factor(
 ) -> Result<(), StoreError> {
     diesel::insert_into(session_factors::table)
         .values((
-            session_factors::id.eq(new_id()),
+            session_factors::id.eq(new_sequential_id()),
             session_factors::session_id.eq(session_id),
             session_factors::factor.eq(proof.factor.as_str()),
             session_factors::user_verified.eq(proof.user_verified),

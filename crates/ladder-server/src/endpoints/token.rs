@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_store::clients::Client;
 use ladder_store::codes::{self, AuthorizationCode, Redemption};
 use ladder_store::grants::{self, Grant};
-use ladder_store::{Conn, StoreError, new_id, users};
+use ladder_store::{Conn, StoreError, new_sequential_id, users};
 
 use crate::audit;
 use crate::browser::ClientInfo;
@@ -108,7 +108,7 @@ async fn authorization_code(
                 return Ok(Exchange::Refused(OAuthError::invalid_grant("The user can no longer sign in.")));
             }
             let grant = Grant {
-                id: new_id(),
+                id: new_sequential_id(),
                 client_id: bound.id.clone(),
                 user_id: Some(code.user_id.clone()),
                 session_id: Some(code.session_id.clone()),
@@ -334,7 +334,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params, 
     }
     let now = state.now();
     let grant = Grant {
-        id: new_id(),
+        id: new_sequential_id(),
         client_id: client.id.clone(),
         user_id: None,
         session_id: None,
