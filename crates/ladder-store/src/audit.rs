@@ -27,6 +27,8 @@ pub struct NewEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = audit_events)]
+// A `None` is written as NULL rather than left out, so every insert has the same SQL (prepared once).
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuditEvent {
     pub id: String,
     pub at: i64,
@@ -79,6 +81,7 @@ impl AuditEvent {
 pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError> {
     struct AdvanceHead;
     struct SetHeadHash;
+    struct InsertEvent;
     let (seq, prev_hash): (i64, String) = prepared::<AdvanceHead, _>(
         diesel::update(audit_head::table.find(1))
             .set(audit_head::seq.eq(audit_head::seq + 1))
@@ -103,7 +106,7 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
     row.hash = row.expected_hash();
     prepared::<SetHeadHash, _>(diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)))
         .execute(conn)?;
-    diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
+    prepared::<InsertEvent, _>(diesel::insert_into(audit_events::table).values(&row)).execute(conn)?;
     Ok(())
 }
 
@@ -220,4 +223,44 @@ pub fn search(conn: &mut Conn, f: &Filter, offset: i64, limit: i64) -> Result<Ve
         q = q.filter(audit_events::at.lt(u));
     }
     Ok(q.order(audit_events::seq.desc()).offset(offset).limit(limit).select(AuditEvent::as_select()).load(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+
+    fn event(n: i64, with_user: bool) -> NewEvent {
+        let some = |s: &str| with_user.then(|| format!("{s}-{n}"));
+        NewEvent {
+            id: format!("e{n}"),
+            at: n,
+            kind: "sign_in".into(),
+            outcome: "success".into(),
+            user_id: some("user"),
+            session_id: some("session"),
+            client_id: some("client"),
+            ip: some("ip"),
+            user_agent: some("agent"),
+            detail: "{}".into(),
+        }
+    }
+
+    /// The insert is prepared once per connection: rows with and without optional fields, in any
+    /// order, must each be stored exactly as given and chain.
+    #[test]
+    fn events_with_and_without_optional_fields_are_stored_as_given_and_chained() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(dir.path().join("a.db").to_str().unwrap(), 1).unwrap();
+        db.migrate().unwrap();
+        let events: Vec<NewEvent> = (1..=6).map(|n| event(n, n % 3 != 0)).collect();
+        db.write(|conn| events.iter().try_for_each(|e| insert_event(conn, e))).unwrap();
+        let stored = db.read(|conn| events_since(conn, 0, 0, 100)).unwrap();
+        assert_eq!(stored.len(), events.len());
+        for (row, given) in stored.iter().zip(&events) {
+            assert_eq!((&row.id, &row.user_id, &row.session_id), (&given.id, &given.user_id, &given.session_id));
+            assert_eq!((&row.client_id, &row.ip, &row.user_agent), (&given.client_id, &given.ip, &given.user_agent));
+        }
+        assert_eq!(db.read(verify).unwrap(), (6, None));
+    }
 }

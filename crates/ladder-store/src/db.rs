@@ -140,6 +140,10 @@ impl Db {
             .max_size(pool_size.max(1))
             // Waiting long for a pooled connection only turns overload into a hang: answer 503 instead.
             .connection_timeout(std::time::Duration::from_secs(3))
+            // A PostgreSQL connection can die with its server or the network: test it before use.
+            // A SQLite one is a file handle in this process; testing it cost every request a
+            // statement prepared and run for nothing.
+            .test_on_check_out(!is_sqlite)
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Db { pool, is_sqlite, writer: Default::default(), group: Default::default() })
