@@ -24,7 +24,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub server_key: ServerKey,
     pub keys: KeyCache,
-    pub clients: ClientCache,
+    pub clients: std::sync::Arc<ClientCache>,
     /// Access tokens whose signatures were already checked (introspection, userinfo).
     pub verified: VerifiedTokens,
     /// The discovery document, serialized once at start-up.

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use ladder_core::Factor;
 
-use crate::schema::{password_credentials, recovery_codes, totp_credentials};
+use crate::schema::{passkeys, password_credentials, recovery_codes, totp_credentials};
 use crate::{Conn, StoreError, new_id};
 
 #[derive(Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -26,24 +26,30 @@ impl std::fmt::Debug for TotpCredential {
     }
 }
 
-/// The factors the user can be asked to prove now.
+/// The factors the user can be asked to prove now, in one statement (every session read asks).
 pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreError> {
-    let mut factors = Vec::new();
-    let has_password: i64 =
-        password_credentials::table.filter(password_credentials::user_id.eq(user_id)).count().get_result(conn)?;
-    if has_password > 0 {
-        factors.push(Factor::Password);
-    }
-    if find_totp(conn, user_id)?.is_some_and(|t| t.confirmed) {
-        factors.push(Factor::Totp);
-    }
-    if unused_recovery_codes(conn, user_id)? > 0 {
-        factors.push(Factor::RecoveryCode);
-    }
-    if !crate::passkeys::list_for_user(conn, user_id)?.is_empty() {
-        factors.push(Factor::Passkey);
-    }
-    Ok(factors)
+    use diesel::dsl::exists;
+    let (password, totp_confirmed, recovery, passkey): (bool, Option<bool>, bool, bool) = diesel::select((
+        exists(password_credentials::table.filter(password_credentials::user_id.eq(user_id))),
+        totp_credentials::table
+            .filter(totp_credentials::user_id.eq(user_id))
+            .select(totp_credentials::confirmed)
+            .single_value(),
+        exists(
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::used_at.is_null()),
+        ),
+        exists(passkeys::table.filter(passkeys::user_id.eq(user_id))),
+    ))
+    .get_result(conn)?;
+    let held = [
+        (Factor::Password, password),
+        (Factor::Totp, totp_confirmed == Some(true)),
+        (Factor::RecoveryCode, recovery),
+        (Factor::Passkey, passkey),
+    ];
+    Ok(held.into_iter().filter_map(|(factor, held)| held.then_some(factor)).collect())
 }
 
 pub fn find_totp(conn: &mut Conn, user_id: &str) -> Result<Option<TotpCredential>, StoreError> {
@@ -139,4 +145,55 @@ pub fn unused_recovery_codes(conn: &mut Conn, user_id: &str) -> Result<i64, Stor
         .filter(recovery_codes::used_at.is_null())
         .count()
         .get_result(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+    use crate::passkeys::{self, StoredPasskey};
+    use crate::users::{self, User};
+
+    #[test]
+    fn enrolled_names_each_factor_once_it_can_be_proven() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(dir.path().join("f.db").to_str().unwrap(), 1).unwrap();
+        db.migrate().unwrap();
+        let user = User {
+            id: "u1".into(),
+            username: "ada".into(),
+            email: None,
+            name: None,
+            is_admin: false,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let enrolled_now = || db.read(|conn| enrolled(conn, "u1")).unwrap();
+        db.write(|conn| users::insert_user(conn, &user)).unwrap();
+        assert_eq!(enrolled_now(), vec![]);
+        db.write(|conn| users::set_password(conn, "u1", "$argon2id$stub", 1)).unwrap();
+        assert_eq!(enrolled_now(), vec![Factor::Password]);
+        // A pending TOTP secret is not a factor until its first code confirms it.
+        db.write(|conn| upsert_pending_totp(conn, "u1", "sealed", 1)).unwrap();
+        assert_eq!(enrolled_now(), vec![Factor::Password]);
+        assert!(db.write(|conn| accept_totp_step(conn, "u1", 10, true, 2)).unwrap());
+        assert_eq!(enrolled_now(), vec![Factor::Password, Factor::Totp]);
+        db.write(|conn| replace_recovery_codes(conn, "u1", &["h1".into()], 3)).unwrap();
+        assert_eq!(enrolled_now(), vec![Factor::Password, Factor::Totp, Factor::RecoveryCode]);
+        // The last unused code spent: recovery is no longer on offer.
+        assert!(db.write(|conn| use_recovery_code(conn, "u1", "h1", 4)).unwrap());
+        assert_eq!(enrolled_now(), vec![Factor::Password, Factor::Totp]);
+        let passkey = StoredPasskey {
+            id: "p1".into(),
+            user_id: "u1".into(),
+            cred_id: "c1".into(),
+            name: "laptop".into(),
+            credential: "{}".into(),
+            created_at: 5,
+            last_used_at: None,
+        };
+        db.write(|conn| passkeys::insert(conn, &passkey)).unwrap();
+        assert_eq!(enrolled_now(), vec![Factor::Password, Factor::Totp, Factor::Passkey]);
+    }
 }

@@ -57,11 +57,19 @@ async fn load_with<T: Send + 'static>(
     id: String,
     also: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<(Pending, T), PageError> {
-    let now = state.now();
+    let (now, cache) = (state.now(), state.clients.clone());
     let found = state
         .read(move |conn| {
             let Some(interaction) = interactions::find_interaction(conn, &id, now)? else { return Ok(None) };
-            let Some(client) = clients::find_client(conn, &interaction.client_id)? else { return Ok(None) };
+            // The client as /authorize and /token see it (cached for a few seconds).
+            let client = match cache.get(&interaction.client_id, now) {
+                Some(c) => c,
+                None => {
+                    let Some(c) = clients::find_client(conn, &interaction.client_id)? else { return Ok(None) };
+                    cache.put(&c, now);
+                    c
+                }
+            };
             Ok(Some((interaction, client, also(conn)?)))
         })
         .await?;
