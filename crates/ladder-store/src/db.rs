@@ -86,10 +86,14 @@ impl r2d2::ManageConnection for Manager {
                 // (its fsyncs stall the writers; bench/RESULTS.md). A 256 KiB page cache per
                 // connection (default 2 MiB): lookups are by key and the OS caches the file; at
                 // 1 MiB, eight caches were a tenth of the server's resident memory, for no speed.
+                // The automatic checkpoint waits for 4,000 WAL pages (16 MiB) rather than 1,000:
+                // the pages every commit touches (the audit chain's head, the newest index leaves)
+                // are then copied into the database once per checkpoint instead of four times
+                // (sign-ins measured 4–14% cheaper in server CPU).
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -256;",
+                     PRAGMA cache_size = -256; PRAGMA wal_autocheckpoint = 4000;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
