@@ -124,9 +124,10 @@ impl Driver {
         self.session("POST", "/window/rect", json!({ "width": width, "height": height })).await;
     }
 
-    /// Waits until the browser is on a URL starting with `prefix`.
+    /// Waits until the browser is on a URL starting with `prefix` (up to 30 s: the whole suite
+    /// runs in parallel on two cores, and a page load behind it has taken more than 10 s in CI).
     pub(crate) async fn wait_for_url(&self, prefix: &str) -> String {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let url = self.url().await;
             if url.starts_with(prefix) {
                 return url;
