@@ -51,6 +51,8 @@ impl Driver {
         }
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            // Finding an element waits up to 10 s for it (the page after a submit may still be loading).
+            "timeouts": { "implicit": 10000 },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -66,14 +68,25 @@ impl Driver {
         Some(driver)
     }
 
+    /// One WebDriver command; a WebDriver error fails the test with its message. A starved
+    /// renderer can make chromedriver time out, so commands that change nothing are retried.
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.base);
-        let req = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url).json(&body),
-        };
-        let resp: Value = req.send().await.unwrap().json().await.unwrap();
-        resp["value"].clone()
+        let retriable = method == "GET" || path.ends_with("/element");
+        for attempt in 1.. {
+            let req = match method {
+                "GET" => self.http.get(&url),
+                _ => self.http.post(&url).json(&body),
+            };
+            let resp: Value = req.send().await.unwrap().json().await.unwrap();
+            let value = resp["value"].clone();
+            let Some(error) = value.get("error").and_then(Value::as_str) else { return value };
+            if !(retriable && attempt < 3) {
+                panic!("WebDriver {method} {path} failed: {error}: {}", value["message"]);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        unreachable!()
     }
 
     async fn session(&self, method: &str, path: &str, body: Value) -> Value {
@@ -97,9 +110,14 @@ impl Driver {
         found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
     }
 
+    /// Types `text` into an empty field and checks it arrived (an untyped required field would
+    /// make the next click's submit stop silently).
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
+        self.session("POST", &format!("/element/{el}/clear"), json!({})).await;
         self.session("POST", &format!("/element/{el}/value"), json!({ "text": text })).await;
+        let typed = self.session("GET", &format!("/element/{el}/property/value"), Value::Null).await;
+        assert_eq!(typed.as_str(), Some(text), "typed into {css}");
     }
 
     pub(crate) async fn click(&self, css: &str) {
@@ -122,6 +140,19 @@ impl Driver {
 
     pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.session("POST", "/window/rect", json!({ "width": width, "height": height })).await;
+    }
+
+    /// Waits until the page shows `text` and returns the page (up to 30 s: on a starved machine
+    /// chromedriver can answer a navigation before the new document is parsed).
+    pub(crate) async fn wait_for_text(&self, text: &str) -> String {
+        for _ in 0..300 {
+            let page = self.page_source().await;
+            if page.contains(text) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never showed {text:?}; at {} showing:\n{}", self.url().await, self.page_source().await);
     }
 
     /// Waits until the browser is on a URL starting with `prefix` (up to 30 s: the whole suite
@@ -203,8 +234,7 @@ async fn chromium_creates_a_passkey_during_a_step_up() {
 
     // loa:3: the page offers to create a passkey; pressing the button runs WebAuthn in the page.
     driver.go(&authorize(&[("acr_values", "urn:ladder:loa:3")])).await;
-    let page = driver.page_source().await;
-    assert!(page.contains("Create a passkey"), "{page}");
+    driver.wait_for_text("Create a passkey").await;
     driver.type_into("#passkey-name", "Chromium").await;
     driver.click("[data-passkey-start]").await;
     let landed = driver.wait_for_url(&callback).await;

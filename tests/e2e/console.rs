@@ -190,8 +190,7 @@ async fn chromium_admin_registers_a_client() {
     driver.type_into("#code", &current_code(&app, &secret)).await;
     driver.click("form button[type=submit]").await;
     driver.wait_for_url(&app.url("/admin")).await;
-    let page = driver.page_source().await;
-    assert!(page.contains("Dashboard"), "{page}");
+    driver.wait_for_text("<title>Dashboard · Ladder</title>").await;
     driver.screenshot(&shots, "console-dashboard").await;
 
     driver.go(&app.url("/admin/clients/new")).await;
@@ -205,13 +204,7 @@ async fn chromium_admin_registers_a_client() {
     driver.resize(1280, 2000).await;
     driver.screenshot(&shots, "console-client-form").await;
     driver.click(".console-form button[type=submit]").await;
-    for _ in 0..50 {
-        if driver.page_source().await.contains("is registered") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let page = driver.page_source().await;
+    let page = driver.wait_for_text("is registered").await;
     assert!(page.contains("Chromium RP is registered") && page.contains("Client secret"), "{page}");
     driver.screenshot(&shots, "console-client-created").await;
     let clients = app.db.read(ladder_store::clients::list_clients).unwrap();
@@ -221,24 +214,26 @@ async fn chromium_admin_registers_a_client() {
     driver.resize(1280, 900).await;
 
     driver.go(&app.url("/admin/clients")).await;
-    assert!(driver.page_source().await.contains("chromium-rp.example"));
+    driver.wait_for_text("<title>Clients · Ladder</title>").await;
     driver.screenshot(&shots, "console-clients").await;
-    for path in ["/admin/users", "/admin/audit", "/admin/policy", "/admin/sessions"] {
+    for (path, title) in [("/admin/users", "Users"), ("/admin/audit", "Audit"), ("/admin/policy", "Policy"), ("/admin/sessions", "Sessions")] {
         driver.go(&app.url(path)).await;
-        let page = driver.page_source().await;
-        assert!(page.contains("console-nav"), "{path}: {page}");
+        driver.wait_for_text(&format!("<title>{title} · Ladder</title>")).await;
         driver.screenshot(&shots, &format!("console{}", path.replace('/', "-"))).await;
     }
     driver.go(&app.url("/account")).await;
-    assert!(driver.page_source().await.contains("Ways you sign in"));
+    driver.wait_for_text("Ways you sign in").await;
     driver.screenshot(&shots, "account").await;
     driver.resize(390, 2600).await;
     driver.go(&app.url("/admin/clients/new")).await;
+    driver.wait_for_text("<title>Register a client · Ladder</title>").await;
     driver.screenshot(&shots, "console-client-form-phone").await;
     driver.resize(390, 844).await;
     driver.go(&app.url("/admin/clients")).await;
+    driver.wait_for_text("<title>Clients · Ladder</title>").await;
     driver.screenshot(&shots, "console-clients-phone").await;
     driver.go(&app.url("/account")).await;
+    driver.wait_for_text("Ways you sign in").await;
     driver.screenshot(&shots, "account-phone").await;
     assert!(std::fs::metadata(shots.join("console-clients-phone.png")).unwrap().len() > 1000);
 }
