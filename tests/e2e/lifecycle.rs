@@ -166,9 +166,43 @@ async fn client_credentials_for_service_clients() {
     assert_eq!(at["sub"], service.id.as_str());
     assert_eq!(at["scope"], "reports:read");
     assert!(at.get("acr").is_none(), "no user authenticated, no acr");
-    assert_eq!(introspect(&app, &service, s(&body, "access_token")).await["active"], true);
-    let (status, body) = post(&app, "/token", &service, &[("grant_type", "client_credentials"), ("scope", "admin")]).await;
-    assert_eq!((status, s(&body, "error")), (StatusCode::BAD_REQUEST, "invalid_scope"));
+    let token = s(&body, "access_token").to_owned();
+    assert_eq!(introspect(&app, &service, &token).await["active"], true);
+    let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "no user behind a client's own token");
+
+    let (status, refused) = post(&app, "/token", &service, &[("grant_type", "client_credentials"), ("scope", "admin")]).await;
+    assert_eq!((status, s(&refused, "error")), (StatusCode::BAD_REQUEST, "invalid_scope"));
+
+    // Not recorded when issued; revoking it records it, revoked, and only that token stops.
+    let jti = at["jti"].as_str().unwrap().to_owned();
+    let stored = |jti: String| app.db.read(move |c| ladder_store::grants::find_access_token(c, &jti)).unwrap();
+    assert!(stored(jti.clone()).is_none());
+    let (_, other) = post(&app, "/token", &service, &[("grant_type", "client_credentials")]).await;
+    let other = s(&other, "access_token").to_owned();
+    for _ in 0..2 {
+        let (status, _) = post(&app, "/revoke", &service, &[("token", &token)]).await;
+        assert_eq!(status, StatusCode::OK, "revoking twice is fine");
+    }
+    assert!(stored(jti.clone()).is_some_and(|r| r.revoked_at.is_some()));
+    assert_eq!(introspect(&app, &service, &token).await["active"], false);
+    assert_eq!(introspect(&app, &service, &other).await["active"], true);
+    // Another client cannot revoke it (answered 200 all the same, RFC 7009 §2.2).
+    let stranger = app.add_client_with(false, |c| c.settings.grant_types = vec!["client_credentials".into()]);
+    assert_eq!(post(&app, "/revoke", &stranger, &[("token", &other)]).await.0, StatusCode::OK);
+    assert_eq!(introspect(&app, &stranger, &other).await["active"], true);
+    // A disabled client's own tokens stop with it (seen once the client cache's few seconds pass).
+    let id = service.id.clone();
+    app.db
+        .write(move |c| {
+            let mut client = ladder_store::clients::find_client(c, &id)?.unwrap();
+            client.disabled = true;
+            ladder_store::clients::update_client(c, &client)
+        })
+        .unwrap();
+    app.clock.advance(ladder_server::client_cache::TTL_SECS);
+    assert_eq!(introspect(&app, &stranger, &other).await["active"], false);
+
     // A client not registered for the grant is refused.
     let web = app.add_client(false);
     let (status, body) = post(&app, "/token", &web, &[("grant_type", "client_credentials")]).await;

@@ -134,6 +134,13 @@ pub fn mint_access_token(
     Ok((keys.sign(alg, "at+jwt", c)?, jti))
 }
 
+/// Whether access-token claims are a client's own token (client_credentials): the client is its
+/// subject and no user signed in. Such tokens are not recorded when issued.
+pub fn is_client_token(claims: &Map<String, Value>) -> bool {
+    let user_claims = ["auth_time", "acr", "sid"].iter().any(|c| claims.contains_key(*c));
+    !user_claims && claims.get("sub").is_some_and(|s| s.is_string() && Some(s) == claims.get("client_id"))
+}
+
 pub fn mint_id_token(
     issuer: &str,
     keys: &KeySet,
@@ -228,6 +235,17 @@ mod tests {
             revoked_at: None,
             revoked_reason: None,
         }
+    }
+
+    #[test]
+    fn only_tokens_without_a_user_are_client_tokens() {
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        assert!(is_client_token(&claims(json!({ "sub": "c", "client_id": "c", "scope": "" }))));
+        assert!(!is_client_token(&claims(json!({ "sub": "u", "client_id": "c" }))), "a user's subject");
+        let signed_in = json!({ "sub": "c", "client_id": "c", "auth_time": 1 });
+        assert!(!is_client_token(&claims(signed_in)), "a user whose id is the client's still signed in");
+        assert!(!is_client_token(&claims(json!({ "sub": "c", "client_id": "c", "sid": "s" }))));
+        assert!(!is_client_token(&claims(json!({ "client_id": "c" }))), "no subject");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 
 use crate::schema::{access_tokens, grants, refresh_tokens};
+use crate::db::AnyConnection;
 use crate::{Conn, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -119,16 +120,34 @@ pub fn find_access_token(conn: &mut Conn, jti: &str) -> Result<Option<AccessToke
     Ok(access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).get_result(conn).optional()?)
 }
 
-pub fn revoke_access_token(conn: &mut Conn, jti: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
+/// Revokes an access token, recording it first if it never was (a client's own token).
+pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    let revoked = diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
         .set(access_tokens::revoked_at.eq(now))
         .execute(conn)?;
+    if revoked == 0 {
+        let row = (
+            access_tokens::jti.eq(jti),
+            access_tokens::client_id.eq(client_id),
+            access_tokens::expires_at.eq(expires_at),
+            access_tokens::revoked_at.eq(now),
+        );
+        // Already there (revoked before, or by a request racing this one): nothing to add. The ORM
+        // offers ON CONFLICT per backend only.
+        let insert = diesel::insert_into(access_tokens::table).values(row).on_conflict_do_nothing();
+        match conn {
+            AnyConnection::Postgresql(pg) => insert.execute(pg)?,
+            AnyConnection::Sqlite(lite) => insert.execute(lite)?,
+        };
+    }
     Ok(())
 }
 
-/// Whether an access token (by jti) may still be used: recorded, not revoked, grant live.
-pub fn access_token_is_live(conn: &mut Conn, jti: &str) -> Result<bool, StoreError> {
-    let Some(record) = find_access_token(conn, jti)? else { return Ok(false) };
+/// Whether an access token (by jti) may still be used: not revoked, and its grant live. A token of
+/// a grant is recorded when issued; a client's own token (client_credentials, no grant) only when
+/// revoked, so for one of those (`unrecorded_is_live`) no row means live.
+pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool) -> Result<bool, StoreError> {
+    let Some(record) = find_access_token(conn, jti)? else { return Ok(unrecorded_is_live) };
     if record.revoked_at.is_some() {
         return Ok(false);
     }

@@ -12,6 +12,7 @@ use crate::crypto::sha256_hex;
 use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
+use crate::tokens;
 
 fn inactive() -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({ "active": false }))
@@ -47,7 +48,13 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
     {
         return Ok(None);
     }
-    if !state.read(move |conn| grants::access_token_is_live(conn, &jti)).await? {
+    let client_token = tokens::is_client_token(&claims);
+    if !state.read(move |conn| grants::access_token_is_live(conn, &jti, client_token)).await? {
+        return Ok(None);
+    }
+    // A client's own token lives no longer than the client: deleted or disabled, its tokens stop.
+    let owner = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
+    if client_token && state.client(owner).await?.is_none_or(|c| c.disabled) {
         return Ok(None);
     }
     let mut body = Value::Object(claims);

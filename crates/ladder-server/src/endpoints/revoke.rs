@@ -24,16 +24,16 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
 
     // An access token we signed (expired ones too: revoking them is harmless).
     let keys = state.keys.get().await;
-    let jti = keys
+    let access = keys
         .verify(&token)
         .ok()
         .filter(|(_, c)| c.get("client_id").and_then(Value::as_str) == Some(client.id.as_str()))
-        .and_then(|(_, c)| c.get("jti").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|(_, c)| Some((c.get("jti")?.as_str()?.to_owned(), c.get("exp")?.as_i64()?)));
     let (hash, client_id) = (sha256_hex(&token), client.id.clone());
     state
         .write(move |conn| {
-            if let Some(jti) = jti {
-                return grants::revoke_access_token(conn, &jti, now);
+            if let Some((jti, exp)) = access {
+                return grants::revoke_access_token(conn, &jti, &client_id, exp, now);
             }
             let Some(rt) = grants::find_refresh_token(conn, &hash)? else { return Ok(()) };
             let Some(grant) = grants::find_grant(conn, &rt.grant_id)?.filter(|g| g.client_id == client_id) else {

@@ -154,8 +154,9 @@ enum Family {
     New,
     /// A refresh of a grant already stored.
     Existing,
-    /// No family to revoke as a whole (client_credentials: one access token, no refresh, no user):
-    /// only the token's own row is kept, for introspection and revocation.
+    /// No family to revoke as a whole (client_credentials: one access token, no refresh, no user).
+    /// Nothing is written: the token speaks for itself, and gets a row only if it is revoked
+    /// (`grants::revoke_access_token`).
     None,
 }
 
@@ -197,8 +198,7 @@ impl Minter {
         if family == Family::New {
             grants::insert_grant(conn, grant)?;
         }
-        let grant_id = (family != Family::None).then_some(grant.id.as_str());
-        grants::insert_access_token(conn, &minted.jti, grant_id, &grant.client_id, minted.access_expires_at)?;
+        grants::insert_access_token(conn, &minted.jti, Some(&grant.id), &grant.client_id, minted.access_expires_at)?;
         self.with_refresh.then(|| tokens::new_refresh_token(conn, &grant.id, self.ttl.refresh, now)).transpose()
     }
 }
@@ -206,6 +206,9 @@ impl Minter {
 /// Mints and records the tokens of a grant already settled (refreshed, or client_credentials).
 async fn issue(state: &AppState, minter: Minter, grant: Grant, family: Family, now: i64) -> Result<HttpResponse, OAuthError> {
     let minted = minter.mint(&grant, None, now)?;
+    if family == Family::None {
+        return Ok(tokens::response(&minted, None, &grant.scope, now));
+    }
     let (refresh, minted, scope) = state
         .write(move |conn| Ok((minter.record(conn, &grant, &minted, family, now)?, minted, grant.scope)))
         .await?;

@@ -68,7 +68,8 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
     // One round trip: is the token still live, and who is its user.
     let user = state
         .read(move |conn| {
-            if !ladder_store::grants::access_token_is_live(conn, &jti)? {
+            // A token without a grant has no user either; only recorded tokens get this far.
+            if !ladder_store::grants::access_token_is_live(conn, &jti, false)? {
                 return Ok(Err(invalid_token("The access token has been revoked.")));
             }
             Ok(Ok(users::find_user(conn, &sub)?))
