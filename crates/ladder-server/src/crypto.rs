@@ -37,6 +37,25 @@ pub fn sha256_hex(input: &str) -> String {
     out
 }
 
+/// A new bearer secret kept by its key (authorization codes, refresh tokens, session cookies):
+/// a time-ordered id, a dot, and 32 random bytes. Its key (`secret_key`) starts with the same id,
+/// so each new row's index entry lands beside the last one, not on a random page of the index.
+pub fn new_keyed_secret() -> String {
+    format!("{}.{}", ladder_store::new_sequential_id(), random_token(32))
+}
+
+/// The stored key of a bearer secret: `id.` and the SHA-256 hex of the random part for one made by
+/// `new_keyed_secret`, else (anything else presented, or secrets issued before keyed ones) the
+/// SHA-256 hex of the whole. The key reveals no more of the secret than a plain hash does.
+pub fn secret_key(secret: &str) -> String {
+    match secret.split_once('.') {
+        Some((id, random)) if id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => {
+            format!("{id}.{}", sha256_hex(random))
+        }
+        _ => sha256_hex(secret),
+    }
+}
+
 /// base64url(SHA-256(input)): the PKCE S256 transform (RFC 7636 §4.2).
 pub fn s256(input: &str) -> String {
     B64.encode(openssl::sha::sha256(input.as_bytes()))
@@ -134,6 +153,20 @@ mod tests {
     #[test]
     fn sha256_hex_matches_the_standard_vector() {
         assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn keyed_secrets_are_kept_under_their_id_and_the_hash_of_the_rest() {
+        let (first, second) = (new_keyed_secret(), new_keyed_secret());
+        let (id, random) = first.split_once('.').unwrap();
+        assert_eq!(secret_key(&first), format!("{id}.{}", sha256_hex(random)));
+        assert!(!secret_key(&first).contains(random), "the random part is never stored");
+        assert!(secret_key(&first) < secret_key(&second), "keys sort in the order secrets were made");
+        assert_eq!(B64.decode(random).unwrap().len(), 32);
+        // Anything else, and secrets from before keyed ones, is kept by the hash of the whole.
+        for other in ["abc", "a.b.c", "0190a5a4-0000-7000-8000-00000000000g.x", &first[1..]] {
+            assert_eq!(secret_key(other), sha256_hex(other), "{other}");
+        }
     }
 
     #[test]

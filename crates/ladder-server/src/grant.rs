@@ -6,7 +6,7 @@ use ladder_store::codes::{self, AuthorizationCode};
 use ladder_store::{Conn, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::{new_keyed_secret, secret_key};
 
 /// An authorization request after every check in `endpoints::authorize` passed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,11 +98,11 @@ pub fn issue_code(
     code_ttl: i64,
     now: i64,
 ) -> Result<String, StoreError> {
-    let code = random_token(32);
+    let code = new_keyed_secret();
     codes::insert_code(
         conn,
         &AuthorizationCode {
-            code_hash: sha256_hex(&code),
+            code_hash: secret_key(&code),
             client_id: request.client_id.clone(),
             user_id: user_id.to_owned(),
             session_id: session_id.to_owned(),

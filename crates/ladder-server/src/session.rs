@@ -7,7 +7,7 @@ use ladder_store::users::{self, User};
 use ladder_store::{Conn, StoreError, factors, new_sequential_id};
 
 use crate::browser::{ClientInfo, session_token};
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::{new_keyed_secret, secret_key};
 use crate::errors::AppError;
 use crate::state::AppState;
 
@@ -41,7 +41,7 @@ pub fn current_reader(
 /// The live session a cookie token names, inside a caller's round trip (also right after a proof
 /// rotated the token).
 pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
-    let Some(session) = sessions::find_live_session(conn, &sha256_hex(token), now, idle)? else {
+    let Some(session) = sessions::find_live_session(conn, &secret_key(token), now, idle)? else {
         return Ok(None);
     };
     let Some(user) = users::find_user(conn, &session.user_id)?.filter(|u| !u.disabled) else {
@@ -70,10 +70,10 @@ pub fn start(
     if let Some(prev) = previous {
         sessions::end_session(conn, prev, now)?;
     }
-    let token = random_token(32);
+    let token = new_keyed_secret();
     let session = Session {
         id: new_sequential_id(),
-        token_hash: sha256_hex(&token),
+        token_hash: secret_key(&token),
         user_id: user_id.to_owned(),
         created_at: now,
         last_seen_at: now,
@@ -93,8 +93,8 @@ pub fn start(
 pub fn add_proof(conn: &mut Conn, session_id: &str, proof: &ProvenFactor, client: &ClientInfo) -> Result<String, StoreError> {
     let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
     sessions::insert_factor(conn, session_id, proof, &ctx)?;
-    let token = random_token(32);
-    sessions::rotate_token(conn, session_id, &sha256_hex(&token), proof.proven_at)?;
+    let token = new_keyed_secret();
+    sessions::rotate_token(conn, session_id, &secret_key(&token), proof.proven_at)?;
     Ok(token)
 }
 

@@ -8,7 +8,7 @@ use ladder_store::grants::{self, Grant};
 use ladder_store::{Conn, StoreError};
 use serde_json::{Map, Value, json};
 
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::{new_keyed_secret, secret_key};
 use crate::errors::{AppError, OAuthError};
 use crate::settings::TokenSettings;
 use crate::signing::{Alg, KeySet};
@@ -180,8 +180,8 @@ pub fn new_refresh_token(
     ttl: i64,
     now: i64,
 ) -> Result<String, StoreError> {
-    let token = random_token(32);
-    grants::insert_refresh_token(conn, &sha256_hex(&token), grant_id, now, now + ttl)?;
+    let token = new_keyed_secret();
+    grants::insert_refresh_token(conn, &secret_key(&token), grant_id, now, now + ttl)?;
     Ok(token)
 }
 

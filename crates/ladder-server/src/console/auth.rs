@@ -11,7 +11,7 @@ use ladder_store::codes::{self, Redemption};
 use ladder_store::{Conn, StoreError, sessions, users};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_token, s256, sha256_hex};
+use crate::crypto::{random_token, s256, secret_key};
 use crate::errors::{AppError, PageError};
 use crate::grant::redirect_with;
 use crate::params::Params;
@@ -191,7 +191,7 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
     }
     let code = get("code").ok_or_else(|| PageError::bad_request("This sign-in has expired", "Open the console again."))?;
     let (now, redirect_uri) = (state.now(), format!("{}/admin/callback", state.issuer));
-    let redeemed = state.write(move |conn| codes::redeem_code(conn, &sha256_hex(&code), now)).await?;
+    let redeemed = state.write(move |conn| codes::redeem_code(conn, &secret_key(&code), now)).await?;
     let Redemption::Redeemed(code) = redeemed else {
         return Err(PageError::bad_request("This sign-in has expired", "Open the console again."));
     };

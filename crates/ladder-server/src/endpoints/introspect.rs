@@ -8,7 +8,7 @@ use ladder_store::grants;
 use serde_json::{Value, json};
 
 use crate::client_auth;
-use crate::crypto::sha256_hex;
+use crate::crypto::secret_key;
 use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
@@ -64,7 +64,7 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
 }
 
 async fn refresh_token_claims(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
-    let (hash, now) = (sha256_hex(token), state.now());
+    let (hash, now) = (secret_key(token), state.now());
     let found = state
         .read(move |conn| {
             let Some(rt) = grants::find_refresh_token(conn, &hash)? else { return Ok(None) };

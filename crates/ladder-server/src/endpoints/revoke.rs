@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::audit;
 use crate::browser::ClientInfo;
 use crate::client_auth;
-use crate::crypto::sha256_hex;
+use crate::crypto::secret_key;
 use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
@@ -29,7 +29,7 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         .ok()
         .filter(|(_, c)| c.get("client_id").and_then(Value::as_str) == Some(client.id.as_str()))
         .and_then(|(_, c)| Some((c.get("jti")?.as_str()?.to_owned(), c.get("exp")?.as_i64()?)));
-    let (hash, client_id) = (sha256_hex(&token), client.id.clone());
+    let (hash, client_id) = (secret_key(&token), client.id.clone());
     state
         .write(move |conn| {
             if let Some((jti, exp)) = access {

@@ -13,7 +13,7 @@ use ladder_store::{Conn, StoreError, new_sequential_id, users};
 use crate::audit;
 use crate::browser::ClientInfo;
 use crate::client_auth;
-use crate::crypto::{constant_time_eq, s256, sha256_hex};
+use crate::crypto::{constant_time_eq, s256, secret_key};
 use crate::errors::OAuthError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -87,7 +87,7 @@ async fn authorization_code(
         }
     }
 
-    let (hash, now) = (sha256_hex(code), state.now());
+    let (hash, now) = (secret_key(code), state.now());
     let with_refresh = client.settings.grant_types.iter().any(|g| g == "refresh_token");
     let minter = Minter::new(state, client, aud, with_refresh).await;
     let (h, bound) = (hash.clone(), client.clone());
@@ -271,7 +271,7 @@ async fn refresh(
     aud: String,
 ) -> Result<HttpResponse, OAuthError> {
     let token = required(params, "refresh_token")?;
-    let (hash, now) = (sha256_hex(token), state.now());
+    let (hash, now) = (secret_key(token), state.now());
     let (client_id, info2) = (client.id.clone(), info.clone());
     let outcome = state
         .write(move |conn| {
