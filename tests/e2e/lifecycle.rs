@@ -144,10 +144,13 @@ async fn code_replay_revokes_the_tokens_it_issued() {
     let query = Browser::new().sign_in(&app, &app.authorize_url(&client, &[]), "alice").await;
     let code = param(&query, "code").unwrap();
     let (_, tokens) = app.exchange(&client, code, &[]).await;
+    let userinfo = || reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(s(&tokens, "access_token")).send();
     assert_eq!(introspect(&app, &client, s(&tokens, "access_token")).await["active"], true);
+    assert_eq!(userinfo().await.unwrap().status(), StatusCode::OK);
     let (status, body) = app.exchange(&client, code, &[]).await;
     assert_eq!((status, s(&body, "error")), (StatusCode::BAD_REQUEST, "invalid_grant"));
     assert_eq!(introspect(&app, &client, s(&tokens, "access_token")).await["active"], false);
+    assert_eq!(userinfo().await.unwrap().status(), StatusCode::UNAUTHORIZED, "its grant is revoked");
     assert_eq!(refresh(&app, &client, s(&tokens, "refresh_token")).await.0, StatusCode::BAD_REQUEST);
 }
 

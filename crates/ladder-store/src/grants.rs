@@ -3,7 +3,8 @@
 
 use diesel::prelude::*;
 
-use crate::schema::{access_tokens, grants, refresh_tokens};
+use crate::schema::{access_tokens, grants, refresh_tokens, users};
+use crate::users::User;
 use crate::db::AnyConnection;
 use crate::{Conn, StoreError};
 
@@ -147,12 +148,30 @@ pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_
 /// a grant is recorded when issued; a client's own token (client_credentials, no grant) only when
 /// revoked, so for one of those (`unrecorded_is_live`) no row means live.
 pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool) -> Result<bool, StoreError> {
-    let Some(record) = find_access_token(conn, jti)? else { return Ok(unrecorded_is_live) };
-    if record.revoked_at.is_some() {
-        return Ok(false);
-    }
-    match record.grant_id {
-        Some(g) => Ok(find_grant(conn, &g)?.is_some_and(|g| g.revoked_at.is_none())),
-        None => Ok(true),
-    }
+    let row: Option<(Option<i64>, Option<String>, Option<String>, Option<i64>)> = access_tokens::table
+        .left_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
+        .filter(access_tokens::jti.eq(jti))
+        .select((access_tokens::revoked_at, access_tokens::grant_id, grants::id.nullable(), grants::revoked_at.nullable()))
+        .get_result(conn)
+        .optional()?;
+    Ok(match row {
+        None => unrecorded_is_live,
+        Some((Some(_revoked), ..)) => false,
+        Some((None, None, ..)) => true,
+        Some((None, Some(_), grant, grant_revoked)) => grant.is_some() && grant_revoked.is_none(),
+    })
+}
+
+/// The user of a live access token of a grant (neither the token nor its grant revoked), in one
+/// statement: what every userinfo request asks.
+pub fn user_of_live_access_token(conn: &mut Conn, jti: &str) -> Result<Option<User>, StoreError> {
+    Ok(access_tokens::table
+        .inner_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
+        .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
+        .filter(access_tokens::jti.eq(jti))
+        .filter(access_tokens::revoked_at.is_null())
+        .filter(grants::revoked_at.is_null())
+        .select(User::as_select())
+        .get_result(conn)
+        .optional()?)
 }

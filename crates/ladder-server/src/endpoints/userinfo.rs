@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use ladder_store::users;
+use ladder_store::grants;
 use serde_json::{Map, Value, json};
 
 use crate::errors::OAuthError;
@@ -65,18 +65,21 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
         .map(str::to_owned)
         .collect();
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
-    // One round trip: is the token still live, and who is its user.
+    // One statement: the token and its grant are live, and who their user is. A client's own
+    // token has no grant and no user, so it never gets past this.
     let user = state
         .read(move |conn| {
-            // A token without a grant has no user either; only recorded tokens get this far.
-            if !ladder_store::grants::access_token_is_live(conn, &jti, false)? {
-                return Ok(Err(invalid_token("The access token has been revoked.")));
-            }
-            Ok(Ok(users::find_user(conn, &sub)?))
+            let Some(user) = grants::user_of_live_access_token(conn, &jti)? else {
+                let revoked = !grants::access_token_is_live(conn, &jti, false)?;
+                let why = if revoked { "The access token has been revoked." } else { "The user of this token no longer exists." };
+                return Ok(Err(invalid_token(why)));
+            };
+            Ok(Ok(user))
         })
-        .await??
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| invalid_token("The user of this token can no longer sign in."))?;
+        .await??;
+    if user.disabled || user.id != sub {
+        return Err(invalid_token("The user of this token can no longer sign in."));
+    }
 
     let mut body = Map::new();
     body.insert("sub".into(), json!(user.id));
