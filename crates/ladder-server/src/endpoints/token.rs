@@ -193,8 +193,9 @@ impl Minter {
         Ok(Minted { access_token, jti, access_expires_at: exp, id_token })
     }
 
-    /// Writes the rows of what `mint` signed; returns the new refresh token, if any.
+    /// Writes the rows of what `mint` signed for a grant; returns the new refresh token, if any.
     fn record(&self, conn: &mut Conn, grant: &Grant, minted: &Minted, family: Family, now: i64) -> Result<Option<String>, StoreError> {
+        debug_assert!(family != Family::None, "a client's own token is not recorded");
         if family == Family::New {
             grants::insert_grant(conn, grant)?;
         }
