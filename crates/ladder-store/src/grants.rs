@@ -148,7 +148,9 @@ pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_
 /// a grant is recorded when issued; a client's own token (client_credentials, no grant) only when
 /// revoked, so for one of those (`unrecorded_is_live`) no row means live.
 pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool) -> Result<bool, StoreError> {
-    let row: Option<(Option<i64>, Option<String>, Option<String>, Option<i64>)> = access_tokens::table
+    // The token's revocation and grant id; the grant's id (if the row exists) and revocation.
+    type Liveness = (Option<i64>, Option<String>, Option<String>, Option<i64>);
+    let row: Option<Liveness> = access_tokens::table
         .left_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
         .filter(access_tokens::jti.eq(jti))
         .select((access_tokens::revoked_at, access_tokens::grant_id, grants::id.nullable(), grants::revoked_at.nullable()))
