@@ -204,7 +204,8 @@ impl Minter {
     }
 }
 
-/// Mints and records the tokens of a grant already settled (refreshed, or client_credentials).
+/// Mints the tokens of a grant already settled, and records them for a refreshed grant (a
+/// client's own token is not recorded).
 async fn issue(state: &AppState, minter: Minter, grant: Grant, family: Family, now: i64) -> Result<HttpResponse, OAuthError> {
     let minted = minter.mint(&grant, None, now)?;
     if family == Family::None {
