@@ -142,30 +142,28 @@ impl Driver {
         self.session("POST", "/window/rect", json!({ "width": width, "height": height })).await;
     }
 
-    /// Waits until the page shows `text` and returns the page (up to 30 s: on a starved machine
-    /// chromedriver can answer a navigation before the new document is parsed).
-    pub(crate) async fn wait_for_text(&self, text: &str) -> String {
+    /// Reads `read` every 100 ms until `done` holds and returns what it read, for up to 30 s: the
+    /// whole suite runs in parallel on two cores, a page load behind it has taken more than 10 s
+    /// in CI, and a starved chromedriver can answer a navigation before the document is parsed.
+    async fn wait_until(&self, read: impl AsyncFn() -> String, done: impl Fn(&str) -> bool, what: &str) -> String {
         for _ in 0..300 {
-            let page = self.page_source().await;
-            if page.contains(text) {
-                return page;
+            let value = read().await;
+            if done(&value) {
+                return value;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("never showed {text:?}; at {} showing:\n{}", self.url().await, self.page_source().await);
+        panic!("never {what}; at {} showing:\n{}", self.url().await, self.page_source().await);
     }
 
-    /// Waits until the browser is on a URL starting with `prefix` (up to 30 s: the whole suite
-    /// runs in parallel on two cores, and a page load behind it has taken more than 10 s in CI).
+    /// Waits until the page shows `text` and returns the page.
+    pub(crate) async fn wait_for_text(&self, text: &str) -> String {
+        self.wait_until(async || self.page_source().await, |page| page.contains(text), &format!("showed {text:?}")).await
+    }
+
+    /// Waits until the browser is on a URL starting with `prefix`.
     pub(crate) async fn wait_for_url(&self, prefix: &str) -> String {
-        for _ in 0..300 {
-            let url = self.url().await;
-            if url.starts_with(prefix) {
-                return url;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("never reached {prefix}; at {} showing:\n{}", self.url().await, self.page_source().await);
+        self.wait_until(async || self.url().await, |url| url.starts_with(prefix), &format!("reached {prefix}")).await
     }
 }
 

@@ -214,7 +214,8 @@ async fn chromium_admin_registers_a_client() {
     driver.resize(1280, 900).await;
 
     driver.go(&app.url("/admin/clients")).await;
-    driver.wait_for_text("<title>Clients · Ladder</title>").await;
+    let page = driver.wait_for_text("<title>Clients · Ladder</title>").await;
+    assert!(page.contains("chromium-rp.example"), "{page}");
     driver.screenshot(&shots, "console-clients").await;
     for (path, title) in [("/admin/users", "Users"), ("/admin/audit", "Audit"), ("/admin/policy", "Policy"), ("/admin/sessions", "Sessions")] {
         driver.go(&app.url(path)).await;
