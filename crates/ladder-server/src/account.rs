@@ -45,7 +45,7 @@ async fn gate(state: &AppState, req: &HttpRequest, fresh: bool, return_to: &str)
     let enrolled = match &current {
         Some((_, u)) => {
             let id = u.id.clone();
-            state.read(move |conn| factors::enrolled(conn, &id)).await?
+            state.lookup(move |conn| factors::enrolled(conn, &id)).await?
         }
         None => vec![],
     };
@@ -330,7 +330,7 @@ pub async fn totp_confirm(state: web::Data<AppState>, req: HttpRequest, form: we
     let form = form.into_inner();
     check_form(&state, &req, &form.csrf)?;
     let (user_id, now) = (me.user.id.clone(), state.now());
-    let pending = state.read(move |conn| factors::find_totp(conn, &user_id)).await?.filter(|t| !t.confirmed);
+    let pending = state.lookup(move |conn| factors::find_totp(conn, &user_id)).await?.filter(|t| !t.confirmed);
     let Some(pending) = pending else { return Ok(back("Start the set-up again.")) };
     let secret = state.server_key.decrypt(&totp_context(&me.user.id), &pending.secret_enc).map_err(|e| AppError::Keys(e.to_string()))?;
     let Some(step) = totp::check(&secret, &form.code, now) else {

@@ -29,7 +29,7 @@ impl AttemptKeys {
 /// Seconds to wait before trying again, if locked.
 pub async fn locked_for(state: &AppState, keys: &AttemptKeys) -> Result<Option<i64>, AppError> {
     let (keys, now) = (keys.clone(), state.now());
-    state.read(move |conn| locked_for_in(conn, &keys, now)).await
+    state.lookup(move |conn| locked_for_in(conn, &keys, now)).await
 }
 
 /// `locked_for` inside a caller's round trip.

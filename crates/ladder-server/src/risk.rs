@@ -64,7 +64,7 @@ pub async fn assess(
         let token_hash = device_token(state, req).map(|t| sha256_hex(&t));
         let since = now - config.failure_window_secs;
         let (known, failures) = state
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let known = match token_hash {
                     Some(h) => devices::find_known(conn, &user_id, &h)?.is_some(),
                     None => false,

@@ -26,7 +26,7 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<Activ
     if session_token(state, req).is_none() {
         return Ok(None); // no cookie: no round trip
     }
-    state.read(current_reader(state, req)).await
+    state.lookup(current_reader(state, req)).await
 }
 
 /// `current`, as a read to run inside a caller's round trip.

@@ -68,6 +68,19 @@ impl AppState {
         self.clock.now()
     }
 
+    /// Runs a few lookups by key: on SQLite at once, on this worker (`Db::read_if_idle`: they
+    /// cost less than the hop to a blocking thread and back); on PostgreSQL, whose reads cross the
+    /// network, or when no SQLite connection is idle, as `read` does. Scans and lists use `read`.
+    pub async fn lookup<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        match self.db.read_if_idle(f) {
+            Ok(result) => result.map_err(AppError::from),
+            Err(f) => self.read(f).await,
+        }
+    }
+
     /// Runs reads on the blocking pool so a slow query never stalls an async worker.
     pub async fn read<T: Send + 'static>(
         &self,
@@ -111,7 +124,7 @@ impl AppState {
     /// A registered client read from the database now (and cached).
     pub async fn fresh_client(&self, id: &str) -> Result<Option<Client>, AppError> {
         let id = id.to_owned();
-        let found = self.read(move |conn| clients::find_client(conn, &id)).await?;
+        let found = self.lookup(move |conn| clients::find_client(conn, &id)).await?;
         if let Some(c) = &found {
             self.clients.put(c, self.now());
         }

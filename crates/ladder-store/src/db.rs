@@ -195,6 +195,19 @@ impl Db {
         f(&mut conn).map_err(StoreError::or_unavailable)
     }
 
+    /// On SQLite, runs the read `f` at once on an idle pooled connection and returns its result;
+    /// gives `f` back unrun on PostgreSQL or when every connection is in use, so the caller can
+    /// send it to a blocking thread. Never waits: a SQLite read in WAL mode takes no lock a writer
+    /// holds, and an indexed lookup in this process's page cache costs less than the hop to
+    /// another thread and back.
+    pub fn read_if_idle<T, F>(&self, f: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError>,
+    {
+        let Some(mut conn) = self.is_sqlite.then(|| self.pool.try_get()).flatten() else { return Err(f) };
+        Ok(f(&mut conn).map_err(StoreError::or_unavailable))
+    }
+
     /// Runs `f` in one write transaction. On SQLite the transaction takes the write lock up front
     /// (`BEGIN IMMEDIATE`) so two writers never deadlock; within this process they first queue on
     /// a mutex, and the busy timeout only arbitrates with other processes (the CLI).
@@ -259,5 +272,31 @@ impl Db {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::count_users;
+
+    #[test]
+    fn read_if_idle_runs_at_once_or_gives_the_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(dir.path().join("t.db").to_str().unwrap(), 1).unwrap();
+        db.migrate().unwrap();
+        assert_eq!(db.read_if_idle(count_users).ok().map(Result::unwrap), Some(0));
+        // The only connection is taken: the read is handed back unrun, never waited for.
+        let held = db.conn().unwrap();
+        let ran = std::cell::Cell::new(false);
+        let read = |_: &mut Conn| {
+            ran.set(true);
+            Ok(())
+        };
+        assert!(db.read_if_idle(read).is_err());
+        assert!(!ran.get());
+        drop(held);
+        assert!(db.read_if_idle(read).is_ok());
+        assert!(ran.get());
     }
 }

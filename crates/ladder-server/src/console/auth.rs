@@ -117,7 +117,7 @@ pub async fn current(state: &AppState, req: &HttpRequest) -> Result<Option<(Cons
     }
     let (sid, user_id) = (session.sid.clone(), session.user_id.clone());
     let user = state
-        .read(move |conn| {
+        .lookup(move |conn| {
             let live = sessions::find_session(conn, &sid)?.is_some_and(|s| s.ended_at.is_none() && s.expires_at > now);
             if !live {
                 return Ok(None);
@@ -203,7 +203,7 @@ pub async fn callback(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
         return Err(PageError::bad_request("This sign-in has expired", "Open the console again."));
     }
     let user_id = code.user_id.clone();
-    let user = state.read(move |conn| users::find_user(conn, &user_id)).await?;
+    let user = state.lookup(move |conn| users::find_user(conn, &user_id)).await?;
     let for_console = safe_return(&flow.return_to).starts_with("/admin");
     if !user.is_some_and(|u| !u.disabled && (u.is_admin || !for_console)) {
         return Err(PageError::forbidden(

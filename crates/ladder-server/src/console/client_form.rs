@@ -344,7 +344,7 @@ async fn find(state: &AppState, id: &str) -> Result<Client, PageError> {
     }
     let lookup = id.to_owned();
     state
-        .read(move |conn| clients::find_client(conn, &lookup))
+        .lookup(move |conn| clients::find_client(conn, &lookup))
         .await?
         .ok_or_else(|| PageError::bad_request("No such client", "It may have been deleted."))
 }

@@ -164,7 +164,7 @@ fn finish(state: &AppState, request: &LogoutRequest, clear_cookie: bool) -> Resu
 async fn end(state: &AppState, req: &HttpRequest, active: &ActiveSession) -> Result<(), AppError> {
     let session_id = active.session.id.clone();
     let sid = session_id.clone();
-    let targets = state.read(move |conn| clients::backchannel_clients_for_session(conn, &sid)).await?;
+    let targets = state.lookup(move |conn| clients::backchannel_clients_for_session(conn, &sid)).await?;
     let (keys, now) = (state.keys.get().await, state.now());
     let mut tokens = Vec::new();
     for client in &targets {

@@ -49,7 +49,7 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
         return Ok(None);
     }
     let client_token = tokens::is_client_token(&claims);
-    if !state.read(move |conn| grants::access_token_is_live(conn, &jti, client_token)).await? {
+    if !state.lookup(move |conn| grants::access_token_is_live(conn, &jti, client_token)).await? {
         return Ok(None);
     }
     // A client's own token lives no longer than the client: deleted or disabled, its tokens stop.
@@ -66,7 +66,7 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
 async fn refresh_token_claims(state: &AppState, token: &str) -> Result<Option<Value>, OAuthError> {
     let (hash, now) = (secret_key(token), state.now());
     let found = state
-        .read(move |conn| {
+        .lookup(move |conn| {
             let Some(rt) = grants::find_refresh_token(conn, &hash)? else { return Ok(None) };
             let grant = grants::find_grant(conn, &rt.grant_id)?;
             Ok(grant.map(|g| (rt, g)))

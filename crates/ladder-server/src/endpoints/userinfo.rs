@@ -68,7 +68,7 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
     // One statement: the token and its grant are live, and who their user is. A client's own
     // token has no grant and no user, so it never gets past this.
     let user = state
-        .read(move |conn| {
+        .lookup(move |conn| {
             let Some(user) = grants::user_of_live_access_token(conn, &jti)? else {
                 let revoked = !grants::access_token_is_live(conn, &jti, false)?;
                 let why = if revoked { "The access token has been revoked." } else { "The user of this token no longer exists." };

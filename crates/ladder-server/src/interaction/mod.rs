@@ -59,7 +59,7 @@ async fn load_with<T: Send + 'static>(
 ) -> Result<(Pending, T), PageError> {
     let (now, cache) = (state.now(), state.clients.clone());
     let found = state
-        .read(move |conn| {
+        .lookup(move |conn| {
             let Some(interaction) = interactions::find_interaction(conn, &id, now)? else { return Ok(None) };
             // The client as /authorize and /token see it (cached for a few seconds).
             let client = match cache.get(&interaction.client_id, now) {

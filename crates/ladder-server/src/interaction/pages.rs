@@ -197,7 +197,7 @@ async fn locked_username(state: &AppState, pending: &Pending, session: Option<&A
         return Ok(Some(s.user.username.clone()));
     }
     let Some(pin) = pending.request.pinned_sub.clone() else { return Ok(None) };
-    state.read(move |conn| Ok(users::find_user(conn, &pin)?.map(|u| u.username))).await
+    state.lookup(move |conn| Ok(users::find_user(conn, &pin)?.map(|u| u.username))).await
 }
 
 /// The TOTP enrolment page. A new secret is drawn on first display and kept pending (encrypted)
@@ -215,7 +215,7 @@ pub async fn render_enrolment(
     let secret = match &error {
         Some(_) => {
             let uid = user_id.clone();
-            let stored = state.read(move |conn| factors::find_totp(conn, &uid)).await?;
+            let stored = state.lookup(move |conn| factors::find_totp(conn, &uid)).await?;
             match stored.filter(|t| !t.confirmed) {
                 Some(t) => Some(state.server_key.decrypt(&context, &t.secret_enc).map_err(|e| AppError::Keys(e.to_string()))?),
                 None => None,

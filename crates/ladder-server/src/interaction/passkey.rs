@@ -95,7 +95,7 @@ pub async fn sign_in_options(
     let user_id = match pinned_session(&state, &req, &pending).await? {
         Some(active) => Some(active.user.id),
         None if !username.is_empty() => {
-            let found = state.read(move |conn| users::find_user_by_username(conn, &username)).await?;
+            let found = state.lookup(move |conn| users::find_user_by_username(conn, &username)).await?;
             found.filter(|u| !u.disabled).map(|u| u.id)
         }
         None => pending.request.pinned_sub.clone(),
@@ -103,7 +103,7 @@ pub async fn sign_in_options(
     let stored = match &user_id {
         Some(id) => {
             let id = id.clone();
-            state.read(move |conn| passkeys::list_for_user(conn, &id)).await?
+            state.lookup(move |conn| passkeys::list_for_user(conn, &id)).await?
         }
         None => vec![],
     };
@@ -162,7 +162,7 @@ pub async fn sign_in(
     let credential = finish.authentication().ok_or_else(|| failed(400, "The passkey response could not be read."))?;
     let cred_id = B64.encode(credential.get_credential_id());
     let lookup = cred_id.clone();
-    let stored = state.read(move |conn| passkeys::find_by_cred_id(conn, &lookup)).await?;
+    let stored = state.lookup(move |conn| passkeys::find_by_cred_id(conn, &lookup)).await?;
     let Some(stored) = stored else {
         audit_failure(&state, &pending, challenge.user_id.as_deref(), &info, "passkey", "unknown_credential").await?;
         return Err(failed(400, "This passkey is not registered with Ladder."));
@@ -205,7 +205,7 @@ pub async fn sign_in(
         return Err(failed(403, "This request is for another account."));
     }
     let user_id = stored.user_id.clone();
-    let user = state.read(move |conn| users::find_user(conn, &user_id)).await?.filter(|u| !u.disabled);
+    let user = state.lookup(move |conn| users::find_user(conn, &user_id)).await?.filter(|u| !u.disabled);
     let Some(user) = user else {
         return Err(failed(403, "This account cannot sign in."));
     };
@@ -243,7 +243,7 @@ pub async fn register_options(state: web::Data<AppState>, req: HttpRequest, path
         return Err(failed(403, "Sign in first, then add a passkey."));
     };
     let user_id = active.user.id.clone();
-    let stored = state.read(move |conn| passkeys::list_for_user(conn, &user_id)).await?;
+    let stored = state.lookup(move |conn| passkeys::list_for_user(conn, &user_id)).await?;
     let exclude = stored.iter().map(parse_passkey).map(|p| p.map(|p| p.cred_id().clone())).collect::<Result<Vec<_>, _>>()?;
     let handle = Uuid::parse_str(&active.user.id).map_err(|e| AppError::Keys(e.to_string()))?;
     let display = active.user.name.clone().unwrap_or_else(|| active.user.username.clone());
@@ -395,7 +395,7 @@ const ACCOUNT: &str = "account";
 pub async fn account_register_options(state: &AppState, user: &ladder_store::users::User) -> Result<HttpResponse, OAuthError> {
     let webauthn = webauthn(state)?;
     let user_id = user.id.clone();
-    let stored = state.read(move |conn| passkeys::list_for_user(conn, &user_id)).await?;
+    let stored = state.lookup(move |conn| passkeys::list_for_user(conn, &user_id)).await?;
     let exclude = stored.iter().map(parse_passkey).map(|p| p.map(|p| p.cred_id().clone())).collect::<Result<Vec<_>, _>>()?;
     let handle = Uuid::parse_str(&user.id).map_err(|e| AppError::Keys(e.to_string()))?;
     let display = user.name.clone().unwrap_or_else(|| user.username.clone());
