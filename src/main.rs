@@ -422,7 +422,9 @@ fn policy(settings: Settings, cmd: PolicyCommand) -> Result<()> {
 }
 
 fn serve(settings: Settings) -> Result<()> {
+    let (log_output, log_flusher) = ladder_server::log_output::batched_stdout()?;
     tracing_subscriber::fmt()
+        .with_writer(log_output)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,ladder_server=info".into()),
@@ -457,6 +459,7 @@ fn serve(settings: Settings) -> Result<()> {
     let state = build_state(settings, db, server_key, Arc::new(SystemClock))?;
     tracing::info!(%issuer, %bind, database = %db_label, "Ladder is listening");
     if first_run {
+        log_flusher.flush();
         println!(
             "\nLadder is running at {issuer} (discovery: {issuer}/.well-known/openid-configuration).\n\
              The database has no users yet. Create the first user and a client:\n\n  \

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod grant;
 pub mod interaction;
 pub mod jwt;
+pub mod log_output;
 pub mod maintenance;
 pub mod manage;
 pub mod metrics;
