@@ -112,12 +112,30 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
 
 /// Failed authentication events recorded for the user since `since`.
 pub fn count_failures(conn: &mut Conn, user_id: &str, since: i64) -> Result<i64, StoreError> {
-    Ok(audit_events::table
+    struct CountFailures;
+    // Raw SQL in the query: kept prepared by hand.
+    Ok(prepared::<CountFailures, _>(recent_failures(user_id, since)).get_result(conn)?)
+}
+
+type RecentFailures<'a> = diesel::dsl::Count<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<
+            diesel::dsl::Filter<audit_events::table, diesel::dsl::Eq<audit_events::user_id, &'a str>>,
+            diesel::expression::SqlLiteral<diesel::sql_types::Bool>,
+        >,
+        diesel::dsl::GtEq<audit_events::at, i64>,
+    >,
+>;
+
+fn recent_failures(user_id: &str, since: i64) -> RecentFailures<'_> {
+    // A literal, not a bound value: the planner takes the partial index of failures only when it
+    // can see that the query asks for failures.
+    let failures = diesel::dsl::sql::<diesel::sql_types::Bool>("outcome = 'failure'");
+    audit_events::table
         .filter(audit_events::user_id.eq(user_id))
-        .filter(audit_events::outcome.eq("failure"))
+        .filter(failures)
         .filter(audit_events::at.ge(since))
         .count()
-        .get_result(conn)?)
 }
 
 /// Newest first.
@@ -262,5 +280,43 @@ mod tests {
             assert_eq!((&row.client_id, &row.ip, &row.user_agent), (&given.client_id, &given.ip, &given.user_agent));
         }
         assert_eq!(db.read(verify).unwrap(), (6, None));
+    }
+
+    #[test]
+    fn recent_failures_count_one_users_failures_in_the_window_through_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(dir.path().join("a.db").to_str().unwrap(), 1).unwrap();
+        db.migrate().unwrap();
+        let at = |n: i64, user: &str, outcome: &str| NewEvent {
+            id: format!("e{n}-{user}-{outcome}"),
+            user_id: Some(user.into()),
+            outcome: outcome.into(),
+            ..event(n, false)
+        };
+        let events = [
+            at(10, "alice", "failure"), // before the window
+            at(20, "alice", "failure"),
+            at(21, "alice", "success"),
+            at(22, "bob", "failure"),
+            at(30, "alice", "failure"),
+        ];
+        db.write(|conn| events.iter().try_for_each(|e| insert_event(conn, e))).unwrap();
+        assert_eq!(db.read(|conn| count_failures(conn, "alice", 20)).unwrap(), 2);
+        assert_eq!(db.read(|conn| count_failures(conn, "bob", 0)).unwrap(), 1);
+        assert_eq!(db.read(|conn| count_failures(conn, "carol", 0)).unwrap(), 0);
+
+        // Through the time index, every event of the window (everyone's) would be read.
+        #[derive(QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&recent_failures("alice", 20)).to_string();
+        let sql = sql.split(" -- binds").next().unwrap().replacen('?', "'alice'", 1).replacen('?', "20", 1);
+        let plan: Vec<Step> = db
+            .read(|conn| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(conn)?))
+            .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
+        assert!(plan.iter().any(|s| s.contains("INDEX audit_events_user_failures")), "{plan:?}");
     }
 }
