@@ -148,8 +148,14 @@ fn main() -> Result<()> {
     }
 }
 
+/// On one core (the driver pinned by `taskset`), one thread runs every connection: a
+/// multi-threaded runtime would only add hand-offs between its worker and the main thread, and
+/// the driver, not the server, would set the pace of the lightest workloads.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut builder =
+        if cores == 1 { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    Ok(builder.enable_all().build()?)
 }
 
 async fn context(c: &ClientArgs, concurrency: usize) -> Result<Ctx> {
