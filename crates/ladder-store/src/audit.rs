@@ -104,8 +104,9 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
         hash: String::new(),
     };
     row.hash = row.expected_hash();
-    prepared::<SetHeadHash, _>(diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)))
-        .execute(conn)?;
+    // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
+    let set_hash = diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)).returning(audit_head::id);
+    prepared::<SetHeadHash, _>(set_hash).get_result::<i32>(conn)?;
     prepared::<InsertEvent, _>(diesel::insert_into(audit_events::table).values(&row)).execute(conn)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::prepared::prepared;
 use crate::schema::devices;
 use crate::{Conn, StoreError, new_sequential_id};
 
@@ -44,7 +45,10 @@ pub fn find_known(conn: &mut Conn, user_id: &str, token_hash: &str) -> Result<Op
 }
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(devices::table.find(id)).set(devices::last_seen_at.eq(now)).execute(conn)?;
+    struct Touch;
+    // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
+    let touch = diesel::update(devices::table.find(id)).set(devices::last_seen_at.eq(now)).returning(devices::id);
+    prepared::<Touch, _>(touch).get_result::<String>(conn).optional()?;
     Ok(())
 }
 

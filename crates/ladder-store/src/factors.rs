@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use ladder_core::Factor;
 
+use crate::prepared::prepared;
 use crate::schema::{passkeys, password_credentials, recovery_codes, totp_credentials};
 use crate::{Conn, StoreError, new_id};
 
@@ -94,14 +95,16 @@ pub fn accept_totp_step(conn: &mut Conn, user_id: &str, step: i64, confirm: bool
         .filter(totp_credentials::user_id.eq(user_id))
         .filter(totp_credentials::last_step.lt(step))
         .filter(totp_credentials::confirmed.eq(!confirm));
-    let updated = diesel::update(target)
+    struct AcceptStep;
+    // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
+    let accept = diesel::update(target)
         .set((
             totp_credentials::last_step.eq(step),
             totp_credentials::last_used_at.eq(now),
             totp_credentials::confirmed.eq(true),
         ))
-        .execute(conn)?;
-    Ok(updated == 1)
+        .returning(totp_credentials::user_id);
+    Ok(prepared::<AcceptStep, _>(accept).get_result::<String>(conn).optional()?.is_some())
 }
 
 pub fn delete_totp(conn: &mut Conn, user_id: &str) -> Result<(), StoreError> {

@@ -8,9 +8,9 @@
 //!
 //! The marker holds only for queries run through `load` (`get_result`, so an `UPDATE … RETURNING`)
 //! or with no `UPDATE` inside: `execute` hands the connection a reference, diesel's implementation
-//! for references asks the statement itself, and an `UPDATE` always refuses. So a plain `UPDATE`
-//! run with `execute` is still prepared at every use (diesel's instrumentation shows no cache
-//! event for it; a step-up profile puts those re-preparations at 3.5% of the server's CPU).
+//! for references asks the statement itself, and an `UPDATE` always refuses. So the `UPDATE`s on
+//! the sign-in and step-up paths read a column back (`RETURNING`) and run with `get_result`: run
+//! with `execute`, they were parsed again at every use (3.5% of a step-up's CPU).
 
 use std::marker::PhantomData;
 

@@ -65,17 +65,18 @@ pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreE
 /// Gives the session a new cookie value (at every authentication, against fixation).
 pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -> Result<(), StoreError> {
     struct Rotate;
-    prepared::<Rotate, _>(
-        diesel::update(sessions::table.find(id))
-            .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now))),
-    )
-    .execute(conn)?;
+    // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
+    let rotate = diesel::update(sessions::table.find(id))
+        .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now)))
+        .returning(sessions::id);
+    prepared::<Rotate, _>(rotate).get_result::<String>(conn).optional()?;
     Ok(())
 }
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
     struct Touch;
-    prepared::<Touch, _>(diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now))).execute(conn)?;
+    let touch = diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).returning(sessions::id);
+    prepared::<Touch, _>(touch).get_result::<String>(conn).optional()?;
     Ok(())
 }
 
@@ -161,4 +162,38 @@ pub fn end_user_sessions(conn: &mut Conn, user_id: &str, keep: Option<&str>, now
         Some(k) => diesel::update(target.filter(sessions::id.ne(k))).set(sessions::ended_at.eq(now)).execute(conn)?,
         None => diesel::update(target).set(sessions::ended_at.eq(now)).execute(conn)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::InstrumentationEvent;
+    use std::sync::{Arc, Mutex};
+
+    /// Every step-up touches and rotates its session: both must be prepared once per connection,
+    /// not parsed again at each use.
+    #[test]
+    fn touch_and_rotation_are_prepared_once_per_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::connect(dir.path().join("t.db").to_str().unwrap(), 1).unwrap();
+        db.migrate().unwrap();
+        let (runs, prepares) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+        let (r, p) = (runs.clone(), prepares.clone());
+        db.read(move |conn| {
+            conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+                InstrumentationEvent::StartQuery { query, .. } if query.to_string().starts_with("UPDATE") => {
+                    *r.lock().unwrap() += 1
+                }
+                InstrumentationEvent::CacheQuery { sql, .. } if sql.starts_with("UPDATE") => *p.lock().unwrap() += 1,
+                _ => {}
+            });
+            for now in 0..3 {
+                touch(conn, "no-such-session", now)?;
+                rotate_token(conn, "no-such-session", "hash", now)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((*runs.lock().unwrap(), *prepares.lock().unwrap()), (6, 2));
+    }
 }
