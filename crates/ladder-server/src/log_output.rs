@@ -1,8 +1,7 @@
 //! Log lines to standard output, batched. A line is appended to a buffer and a background thread
 //! writes what has gathered, so under load many access lines go out in one system call instead
-//! of one each (on a client_credentials request, the write was most of the access log's cost).
-//! A line waits at most `WINDOW` plus the thread's wake-up; `Flusher` writes what is left when
-//! the server stops.
+//! of one each (bench/RESULTS.md, round 7). A line waits at most `WINDOW` plus the thread's
+//! wake-up; `Flusher` writes what is left when the server stops.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
