@@ -25,8 +25,26 @@ pub(crate) struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ending the session makes chromedriver close the browser; killed first, chromedriver
+        // would leave Chromium's processes running with no parent.
+        if !self.session.is_empty() {
+            end_session(&self.base, &self.session);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `DELETE /session/{id}`, blocking (from `Drop`), answered once the browser has quit.
+fn end_session(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    let Some(addr) = base.strip_prefix("http://") else { return };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    // The answer's first bytes mean the browser is gone (chromedriver may keep the connection).
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read(&mut [0; 512]);
     }
 }
 
