@@ -270,8 +270,7 @@ mod tests {
     #[test]
     fn events_with_and_without_optional_fields_are_stored_as_given_and_chained() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(dir.path().join("a.db").to_str().unwrap(), 1).unwrap();
-        db.migrate().unwrap();
+        let db = Db::migrated_in(&dir, 1);
         let events: Vec<NewEvent> = (1..=6).map(|n| event(n, n % 3 != 0)).collect();
         db.write(|conn| events.iter().try_for_each(|e| insert_event(conn, e))).unwrap();
         let stored = db.read(|conn| events_since(conn, 0, 0, 100)).unwrap();
@@ -286,8 +285,7 @@ mod tests {
     #[test]
     fn recent_failures_count_one_users_failures_in_the_window_through_their_index() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(dir.path().join("a.db").to_str().unwrap(), 1).unwrap();
-        db.migrate().unwrap();
+        let db = Db::migrated_in(&dir, 1);
         let at = |n: i64, user: &str, outcome: &str| NewEvent {
             id: format!("e{n}-{user}-{outcome}"),
             user_id: Some(user.into()),

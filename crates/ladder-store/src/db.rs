@@ -276,6 +276,16 @@ impl Db {
 }
 
 #[cfg(test)]
+impl Db {
+    /// A migrated SQLite database, `dir/test.db`, for the store's unit tests.
+    pub(crate) fn migrated_in(dir: &tempfile::TempDir, pool_size: u32) -> Db {
+        let db = Db::connect(dir.path().join("test.db").to_str().unwrap(), pool_size).unwrap();
+        db.migrate().unwrap();
+        db
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::users::count_users;
@@ -283,8 +293,7 @@ mod tests {
     #[test]
     fn read_if_idle_runs_at_once_or_gives_the_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(dir.path().join("t.db").to_str().unwrap(), 1).unwrap();
-        db.migrate().unwrap();
+        let db = Db::migrated_in(&dir, 1);
         assert_eq!(db.read_if_idle(count_users).ok().map(Result::unwrap), Some(0));
         // The only connection is taken: the read is handed back unrun, never waited for.
         let held = db.conn().unwrap();

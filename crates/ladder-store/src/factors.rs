@@ -160,8 +160,7 @@ mod tests {
     #[test]
     fn enrolled_names_each_factor_once_it_can_be_proven() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(dir.path().join("f.db").to_str().unwrap(), 1).unwrap();
-        db.migrate().unwrap();
+        let db = Db::migrated_in(&dir, 1);
         let user = User {
             id: "u1".into(),
             username: "ada".into(),

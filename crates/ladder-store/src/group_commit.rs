@@ -180,12 +180,6 @@ mod tests {
         }
     }
 
-    fn fresh_db(dir: &tempfile::TempDir) -> Db {
-        let db = Db::connect(dir.path().join("t.db").to_str().unwrap(), 4).unwrap();
-        db.migrate().unwrap();
-        db
-    }
-
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     }
@@ -193,7 +187,7 @@ mod tests {
     #[test]
     fn concurrent_transactions_all_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let db = fresh_db(&dir);
+        let db = Db::migrated_in(&dir, 4);
         runtime().block_on(async {
             let writes: Vec<_> = (0..200)
                 .map(|i| {
@@ -213,7 +207,7 @@ mod tests {
     #[test]
     fn a_failing_transaction_is_rolled_back_alone_and_told_why() {
         let dir = tempfile::tempdir().unwrap();
-        let db = fresh_db(&dir);
+        let db = Db::migrated_in(&dir, 4);
         let rt = runtime();
         // Hold the write lock so the writer thread stalls on its first batch while the next two
         // queue behind it: they then share one transaction.
@@ -253,7 +247,7 @@ mod tests {
     #[test]
     fn a_panicking_transaction_fails_alone_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let db = fresh_db(&dir);
+        let db = Db::migrated_in(&dir, 4);
         runtime().block_on(async {
             let panicked = db
                 .write_async(|conn| {
@@ -270,8 +264,8 @@ mod tests {
     #[test]
     fn an_idle_writer_checkpoints_the_wal_into_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let db = fresh_db(&dir);
-        let file = dir.path().join("t.db");
+        let db = Db::migrated_in(&dir, 4);
+        let file = dir.path().join("test.db");
         let before = std::fs::metadata(&file).unwrap().len();
         runtime().block_on(async {
             // One at a time: each its own batch, too few pages for SQLite's automatic checkpoint.

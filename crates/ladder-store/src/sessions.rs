@@ -175,8 +175,7 @@ mod tests {
     #[test]
     fn touch_and_rotation_are_prepared_once_per_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::Db::connect(dir.path().join("t.db").to_str().unwrap(), 1).unwrap();
-        db.migrate().unwrap();
+        let db = crate::Db::migrated_in(&dir, 1);
         let (runs, prepares) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
         let (r, p) = (runs.clone(), prepares.clone());
         db.read(move |conn| {
