@@ -5,6 +5,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::prepared::prepared;
 use crate::schema::{audit_events, audit_head};
 use crate::{Conn, StoreError};
@@ -82,12 +83,12 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
     struct AdvanceHead;
     struct SetHeadHash;
     struct InsertEvent;
-    let (seq, prev_hash): (i64, String) = prepared::<AdvanceHead, _>(
+    let (seq, prev_hash): (i64, String) = native!(conn => prepared::<AdvanceHead, _>(
         diesel::update(audit_head::table.find(1))
             .set(audit_head::seq.eq(audit_head::seq + 1))
             .returning((audit_head::seq, audit_head::hash)),
     )
-    .get_result(conn)?;
+    .get_result(conn))?;
     let mut row = AuditEvent {
         id: event.id.clone(),
         at: event.at,
@@ -106,8 +107,8 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
     row.hash = row.expected_hash();
     // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
     let set_hash = diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(&row.hash)).returning(audit_head::id);
-    prepared::<SetHeadHash, _>(set_hash).get_result::<i32>(conn)?;
-    prepared::<InsertEvent, _>(diesel::insert_into(audit_events::table).values(&row)).execute(conn)?;
+    native!(conn => prepared::<SetHeadHash, _>(set_hash).get_result::<i32>(conn))?;
+    native!(conn => prepared::<InsertEvent, _>(diesel::insert_into(audit_events::table).values(&row)).execute(conn))?;
     Ok(())
 }
 
@@ -115,7 +116,7 @@ pub fn insert_event(conn: &mut Conn, event: &NewEvent) -> Result<(), StoreError>
 pub fn count_failures(conn: &mut Conn, user_id: &str, since: i64) -> Result<i64, StoreError> {
     struct CountFailures;
     // Raw SQL in the query: kept prepared by hand.
-    Ok(prepared::<CountFailures, _>(recent_failures(user_id, since)).get_result(conn)?)
+    Ok(native!(conn => prepared::<CountFailures, _>(recent_failures(user_id, since)).get_result(conn))?)
 }
 
 type RecentFailures<'a> = diesel::dsl::Count<
@@ -141,22 +142,22 @@ fn recent_failures(user_id: &str, since: i64) -> RecentFailures<'_> {
 
 /// Newest first.
 pub fn list_events(conn: &mut Conn, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
-    Ok(audit_events::table
+    Ok(native!(conn => audit_events::table
         .order(audit_events::seq.desc())
         .limit(limit)
         .select(AuditEvent::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 /// Chained events from `since` (epoch seconds) on, oldest first, a page at a time.
 pub fn events_since(conn: &mut Conn, since: i64, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
-    Ok(audit_events::table
+    Ok(native!(conn => audit_events::table
         .filter(audit_events::at.ge(since))
         .filter(audit_events::seq.gt(after_seq))
         .order(audit_events::seq.asc())
         .limit(limit)
         .select(AuditEvent::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 /// Where the chain breaks.
@@ -174,12 +175,12 @@ pub fn verify(conn: &mut Conn) -> Result<(u64, Option<Break>), StoreError> {
     let (mut expected_seq, mut prev) = (1i64, String::new());
     let mut checked = 0u64;
     loop {
-        let page = audit_events::table
+        let page = native!(conn => audit_events::table
             .filter(audit_events::seq.ge(expected_seq))
             .order(audit_events::seq.asc())
             .limit(1000)
             .select(AuditEvent::as_select())
-            .load(conn)?;
+            .load(conn))?;
         if page.is_empty() {
             break;
         }
@@ -201,7 +202,7 @@ pub fn verify(conn: &mut Conn) -> Result<(u64, Option<Break>), StoreError> {
         }
     }
     let (head_seq, head_hash): (i64, String) =
-        audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).get_result(conn)?;
+        native!(conn => audit_head::table.find(1).select((audit_head::seq, audit_head::hash)).get_result(conn))?;
     if head_seq != expected_seq - 1 || head_hash != prev {
         let tail = Break { seq: expected_seq, id: None, problem: format!("rows after {} are missing", expected_seq - 1) };
         return Ok((checked, Some(tail)));
@@ -313,7 +314,7 @@ mod tests {
         let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&recent_failures("alice", 20)).to_string();
         let sql = sql.split(" -- binds").next().unwrap().replacen('?', "'alice'", 1).replacen('?', "20", 1);
         let plan: Vec<Step> = db
-            .read(|conn| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(conn)?))
+            .read(|conn| Ok(native!(conn => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(conn))?))
             .unwrap();
         let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
         assert!(plan.iter().any(|s| s.contains("INDEX audit_events_user_failures")), "{plan:?}");

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::clients;
 use crate::{Conn, StoreError};
 
@@ -141,28 +142,28 @@ impl From<&Client> for ClientRow {
 }
 
 pub fn insert_client(conn: &mut Conn, client: &Client) -> Result<(), StoreError> {
-    diesel::insert_into(clients::table)
+    native!(conn => diesel::insert_into(clients::table)
         .values(ClientRow::from(client))
-        .execute(conn)
+        .execute(conn))
         .map_err(|e| StoreError::from_insert(e, &format!("client `{}`", client.id)))?;
     Ok(())
 }
 
 pub fn find_client(conn: &mut Conn, id: &str) -> Result<Option<Client>, StoreError> {
-    clients::table
+    native!(conn => clients::table
         .find(id)
         .select(ClientRow::as_select())
         .get_result(conn)
-        .optional()?
+        .optional())?
         .map(Client::try_from)
         .transpose()
 }
 
 pub fn list_clients(conn: &mut Conn) -> Result<Vec<Client>, StoreError> {
-    clients::table
+    native!(conn => clients::table
         .order(clients::name.asc())
         .select(ClientRow::as_select())
-        .load(conn)?
+        .load(conn))?
         .into_iter()
         .map(Client::try_from)
         .collect()
@@ -170,20 +171,20 @@ pub fn list_clients(conn: &mut Conn) -> Result<Vec<Client>, StoreError> {
 
 /// Returns false when no such client.
 pub fn delete_client(conn: &mut Conn, id: &str) -> Result<bool, StoreError> {
-    Ok(diesel::delete(clients::table.find(id)).execute(conn)? > 0)
+    Ok(native!(conn => diesel::delete(clients::table.find(id)).execute(conn))? > 0)
 }
 
 /// Remembers a client assertion's `jti` until it expires; false when it was already seen (replay).
 pub fn remember_assertion(conn: &mut Conn, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
     use crate::schema::client_assertions;
-    diesel::delete(client_assertions::table.filter(client_assertions::expires_at.lt(now))).execute(conn)?;
-    let inserted = diesel::insert_into(client_assertions::table)
+    native!(conn => diesel::delete(client_assertions::table.filter(client_assertions::expires_at.lt(now))).execute(conn))?;
+    let inserted = native!(conn => diesel::insert_into(client_assertions::table)
         .values((
             client_assertions::client_id.eq(client_id),
             client_assertions::jti.eq(jti),
             client_assertions::expires_at.eq(expires_at),
         ))
-        .execute(conn);
+        .execute(conn));
     match inserted {
         Ok(_) => Ok(true),
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
@@ -194,11 +195,11 @@ pub fn remember_assertion(conn: &mut Conn, client_id: &str, jti: &str, expires_a
 /// Clients with a back-channel logout URI that hold a live grant from this session.
 pub fn backchannel_clients_for_session(conn: &mut Conn, session_id: &str) -> Result<Vec<Client>, StoreError> {
     use crate::schema::grants;
-    let ids: Vec<String> = grants::table
+    let ids: Vec<String> = native!(conn => grants::table
         .filter(grants::session_id.eq(session_id))
         .select(grants::client_id)
         .distinct()
-        .load(conn)?;
+        .load(conn))?;
     let mut out = Vec::new();
     for id in ids {
         if let Some(c) = find_client(conn, &id)?.filter(|c| c.settings.backchannel_logout_uri.is_some()) {
@@ -211,7 +212,7 @@ pub fn backchannel_clients_for_session(conn: &mut Conn, session_id: &str) -> Res
 /// Replaces the stored client with `client` (same id).
 pub fn update_client(conn: &mut Conn, client: &Client) -> Result<bool, StoreError> {
     let row = ClientRow::from(client);
-    Ok(diesel::update(clients::table.find(&client.id))
+    Ok(native!(conn => diesel::update(clients::table.find(&client.id))
         .set((
             clients::name.eq(row.name),
             clients::secret_hash.eq(row.secret_hash),
@@ -225,6 +226,6 @@ pub fn update_client(conn: &mut Conn, client: &Client) -> Result<bool, StoreErro
             clients::strict_acr.eq(row.strict_acr),
             clients::settings.eq(row.settings),
         ))
-        .execute(conn)?
+        .execute(conn))?
         == 1)
 }

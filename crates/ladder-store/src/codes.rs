@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::prepared::prepared;
 use crate::schema::authorization_codes;
 use crate::{Conn, StoreError};
@@ -39,7 +40,7 @@ pub enum Redemption {
 }
 
 pub fn insert_code(conn: &mut Conn, code: &AuthorizationCode) -> Result<(), StoreError> {
-    diesel::insert_into(authorization_codes::table).values(code).execute(conn)?;
+    native!(conn => diesel::insert_into(authorization_codes::table).values(code).execute(conn))?;
     Ok(())
 }
 
@@ -47,7 +48,7 @@ pub fn insert_code(conn: &mut Conn, code: &AuthorizationCode) -> Result<(), Stor
 /// two concurrent redemptions cannot both succeed. Expiry is the caller's check.
 pub fn redeem_code(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Redemption, StoreError> {
     struct Redeem;
-    let redeemed: Option<AuthorizationCode> = prepared::<Redeem, _>(
+    let redeemed: Option<AuthorizationCode> = native!(conn => prepared::<Redeem, _>(
         diesel::update(
             authorization_codes::table
                 .filter(authorization_codes::code_hash.eq(code_hash))
@@ -57,14 +58,14 @@ pub fn redeem_code(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Redempt
         .returning(authorization_codes::all_columns),
     )
     .get_result::<AuthorizationCode>(conn)
-    .optional()?;
+    .optional())?;
     if let Some(code) = redeemed {
         return Ok(Redemption::Redeemed(code));
     }
-    let existing = authorization_codes::table
+    let existing = native!(conn => authorization_codes::table
         .find(code_hash)
         .select(AuthorizationCode::as_select())
         .get_result(conn)
-        .optional()?;
+        .optional())?;
     Ok(existing.map_or(Redemption::Unknown, Redemption::Replayed))
 }

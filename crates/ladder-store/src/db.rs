@@ -17,6 +17,21 @@ pub enum AnyConnection {
 /// The connection repositories work with.
 pub type Conn = AnyConnection;
 
+/// Runs `$body` with `$conn` rebound to the backend's own connection. Through the multi-backend
+/// connection, every run of a query writes its SQL out as a string twice (once to ask the statement
+/// cache, once to run it) and walks it once more for the binds, even when the statement is already
+/// prepared; on the backend's own connection diesel finds a cached statement by the query's type.
+/// The body is compiled once per backend, so it may not name the multi-backend connection.
+macro_rules! native {
+    ($conn:ident => $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite($conn) => $body,
+            $crate::db::AnyConnection::Postgresql($conn) => $body,
+        }
+    };
+}
+pub(crate) use native;
+
 /// Where the data lives, parsed from `database_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {

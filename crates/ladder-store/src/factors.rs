@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use ladder_core::Factor;
 
+use crate::db::native;
 use crate::prepared::prepared;
 use crate::schema::{passkeys, password_credentials, recovery_codes, totp_credentials};
 use crate::{Conn, StoreError, new_id};
@@ -30,7 +31,7 @@ impl std::fmt::Debug for TotpCredential {
 /// The factors the user can be asked to prove now, in one statement (every session read asks).
 pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreError> {
     use diesel::dsl::exists;
-    let (password, totp_confirmed, recovery, passkey): (bool, Option<bool>, bool, bool) = diesel::select((
+    let (password, totp_confirmed, recovery, passkey): (bool, Option<bool>, bool, bool) = native!(conn => diesel::select((
         exists(password_credentials::table.filter(password_credentials::user_id.eq(user_id))),
         totp_credentials::table
             .filter(totp_credentials::user_id.eq(user_id))
@@ -43,7 +44,7 @@ pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreErro
         ),
         exists(passkeys::table.filter(passkeys::user_id.eq(user_id))),
     ))
-    .get_result(conn)?;
+    .get_result(conn))?;
     let held = [
         (Factor::Password, password),
         (Factor::Totp, totp_confirmed == Some(true)),
@@ -54,11 +55,11 @@ pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreErro
 }
 
 pub fn find_totp(conn: &mut Conn, user_id: &str) -> Result<Option<TotpCredential>, StoreError> {
-    Ok(totp_credentials::table
+    Ok(native!(conn => totp_credentials::table
         .find(user_id)
         .select(TotpCredential::as_select())
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }
 
 /// Stores a pending (unconfirmed) secret, replacing an earlier pending one. Refuses to replace a
@@ -67,13 +68,13 @@ pub fn upsert_pending_totp(conn: &mut Conn, user_id: &str, secret_enc: &str, now
     match find_totp(conn, user_id)? {
         Some(t) if t.confirmed => Err(StoreError::Conflict("a confirmed TOTP credential".into())),
         Some(_) => {
-            diesel::update(totp_credentials::table.find(user_id))
+            native!(conn => diesel::update(totp_credentials::table.find(user_id))
                 .set((totp_credentials::secret_enc.eq(secret_enc), totp_credentials::created_at.eq(now)))
-                .execute(conn)?;
+                .execute(conn))?;
             Ok(())
         }
         None => {
-            diesel::insert_into(totp_credentials::table)
+            native!(conn => diesel::insert_into(totp_credentials::table)
                 .values((
                     totp_credentials::user_id.eq(user_id),
                     totp_credentials::secret_enc.eq(secret_enc),
@@ -81,7 +82,7 @@ pub fn upsert_pending_totp(conn: &mut Conn, user_id: &str, secret_enc: &str, now
                     totp_credentials::last_step.eq(0i64),
                     totp_credentials::created_at.eq(now),
                 ))
-                .execute(conn)?;
+                .execute(conn))?;
             Ok(())
         }
     }
@@ -104,50 +105,50 @@ pub fn accept_totp_step(conn: &mut Conn, user_id: &str, step: i64, confirm: bool
             totp_credentials::confirmed.eq(true),
         ))
         .returning(totp_credentials::user_id);
-    Ok(prepared::<AcceptStep, _>(accept).get_result::<String>(conn).optional()?.is_some())
+    Ok(native!(conn => prepared::<AcceptStep, _>(accept).get_result::<String>(conn).optional())?.is_some())
 }
 
 pub fn delete_totp(conn: &mut Conn, user_id: &str) -> Result<(), StoreError> {
-    diesel::delete(totp_credentials::table.find(user_id)).execute(conn)?;
-    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+    native!(conn => diesel::delete(totp_credentials::table.find(user_id)).execute(conn))?;
+    native!(conn => diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn))?;
     Ok(())
 }
 
 /// Replaces the user's recovery codes with these hashes.
 pub fn replace_recovery_codes(conn: &mut Conn, user_id: &str, hashes: &[String], now: i64) -> Result<(), StoreError> {
-    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
+    native!(conn => diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn))?;
     for hash in hashes {
-        diesel::insert_into(recovery_codes::table)
+        native!(conn => diesel::insert_into(recovery_codes::table)
             .values((
                 recovery_codes::id.eq(new_id()),
                 recovery_codes::user_id.eq(user_id),
                 recovery_codes::code_hash.eq(hash),
                 recovery_codes::created_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(conn))?;
     }
     Ok(())
 }
 
 /// Marks the code used, once (conditional UPDATE); true when this call used it.
 pub fn use_recovery_code(conn: &mut Conn, user_id: &str, code_hash: &str, now: i64) -> Result<bool, StoreError> {
-    let updated = diesel::update(
+    let updated = native!(conn => diesel::update(
         recovery_codes::table
             .filter(recovery_codes::user_id.eq(user_id))
             .filter(recovery_codes::code_hash.eq(code_hash))
             .filter(recovery_codes::used_at.is_null()),
     )
     .set(recovery_codes::used_at.eq(now))
-    .execute(conn)?;
+    .execute(conn))?;
     Ok(updated == 1)
 }
 
 pub fn unused_recovery_codes(conn: &mut Conn, user_id: &str) -> Result<i64, StoreError> {
-    Ok(recovery_codes::table
+    Ok(native!(conn => recovery_codes::table
         .filter(recovery_codes::user_id.eq(user_id))
         .filter(recovery_codes::used_at.is_null())
         .count()
-        .get_result(conn)?)
+        .get_result(conn))?)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::{access_tokens, grants, refresh_tokens, users};
 use crate::users::User;
 use crate::db::AnyConnection;
@@ -28,48 +29,47 @@ pub struct Grant {
 }
 
 pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
-    diesel::insert_into(grants::table).values(grant).execute(conn)?;
+    native!(conn => diesel::insert_into(grants::table).values(grant).execute(conn))?;
     Ok(())
 }
 
 pub fn find_grant(conn: &mut Conn, id: &str) -> Result<Option<Grant>, StoreError> {
-    Ok(grants::table.find(id).select(Grant::as_select()).get_result(conn).optional()?)
+    Ok(native!(conn => grants::table.find(id).select(Grant::as_select()).get_result(conn).optional())?)
 }
 
 /// Revokes the grant and every token it issued; returns false if it was already revoked.
 pub fn revoke_grant(conn: &mut Conn, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
-    let n = diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
+    let n = native!(conn => diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
         .set((grants::revoked_at.eq(now), grants::revoked_reason.eq(reason)))
-        .execute(conn)?;
-    diesel::update(access_tokens::table.filter(access_tokens::grant_id.eq(id)).filter(access_tokens::revoked_at.is_null()))
-        .set(access_tokens::revoked_at.eq(now))
-        .execute(conn)?;
+        .execute(conn))?;
+    let tokens = access_tokens::table.filter(access_tokens::grant_id.eq(id)).filter(access_tokens::revoked_at.is_null());
+    native!(conn => diesel::update(tokens).set(access_tokens::revoked_at.eq(now)).execute(conn))?;
     Ok(n > 0)
 }
 
 /// The grants redeemed from a code (a replayed code revokes them).
 pub fn grants_for_code(conn: &mut Conn, code_hash: &str) -> Result<Vec<Grant>, StoreError> {
-    Ok(grants::table.filter(grants::code_hash.eq(code_hash)).select(Grant::as_select()).load(conn)?)
+    Ok(native!(conn => grants::table.filter(grants::code_hash.eq(code_hash)).select(Grant::as_select()).load(conn))?)
 }
 
 /// Live grants of a browser session (logout ends them).
 pub fn live_grants_for_session(conn: &mut Conn, session_id: &str) -> Result<Vec<Grant>, StoreError> {
-    Ok(grants::table
+    Ok(native!(conn => grants::table
         .filter(grants::session_id.eq(session_id))
         .filter(grants::revoked_at.is_null())
         .select(Grant::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 pub fn insert_refresh_token(conn: &mut Conn, token_hash: &str, grant_id: &str, now: i64, expires_at: i64) -> Result<(), StoreError> {
-    diesel::insert_into(refresh_tokens::table)
+    native!(conn => diesel::insert_into(refresh_tokens::table)
         .values((
             refresh_tokens::token_hash.eq(token_hash),
             refresh_tokens::grant_id.eq(grant_id),
             refresh_tokens::created_at.eq(now),
             refresh_tokens::expires_at.eq(expires_at),
         ))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }
 
@@ -84,26 +84,26 @@ pub struct RefreshToken {
 }
 
 pub fn find_refresh_token(conn: &mut Conn, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-    Ok(refresh_tokens::table.find(token_hash).select(RefreshToken::as_select()).get_result(conn).optional()?)
+    Ok(native!(conn => refresh_tokens::table.find(token_hash).select(RefreshToken::as_select()).get_result(conn).optional())?)
 }
 
 /// Marks the token used, once (conditional UPDATE): true when this call rotated it.
 pub fn use_refresh_token(conn: &mut Conn, token_hash: &str, now: i64) -> Result<bool, StoreError> {
-    Ok(diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::used_at.is_null()))
+    Ok(native!(conn => diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::used_at.is_null()))
         .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?
+        .execute(conn))?
         == 1)
 }
 
 pub fn insert_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
-    diesel::insert_into(access_tokens::table)
+    native!(conn => diesel::insert_into(access_tokens::table)
         .values((
             access_tokens::jti.eq(jti),
             access_tokens::grant_id.eq(grant_id),
             access_tokens::client_id.eq(client_id),
             access_tokens::expires_at.eq(expires_at),
         ))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }
 
@@ -118,14 +118,14 @@ pub struct AccessTokenRecord {
 }
 
 pub fn find_access_token(conn: &mut Conn, jti: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
-    Ok(access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).get_result(conn).optional()?)
+    Ok(native!(conn => access_tokens::table.find(jti).select(AccessTokenRecord::as_select()).get_result(conn).optional())?)
 }
 
 /// Revokes an access token, recording it first if it never was (a client's own token).
 pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
-    let revoked = diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
+    let revoked = native!(conn => diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
         .set(access_tokens::revoked_at.eq(now))
-        .execute(conn)?;
+        .execute(conn))?;
     if revoked == 0 {
         let row = (
             access_tokens::jti.eq(jti),
@@ -150,12 +150,12 @@ pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_
 pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool) -> Result<bool, StoreError> {
     // The token's revocation and grant id; the grant's id (if the row exists) and revocation.
     type Liveness = (Option<i64>, Option<String>, Option<String>, Option<i64>);
-    let row: Option<Liveness> = access_tokens::table
+    let row: Option<Liveness> = native!(conn => access_tokens::table
         .left_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
         .filter(access_tokens::jti.eq(jti))
         .select((access_tokens::revoked_at, access_tokens::grant_id, grants::id.nullable(), grants::revoked_at.nullable()))
         .get_result(conn)
-        .optional()?;
+        .optional())?;
     Ok(match row {
         None => unrecorded_is_live,
         Some((Some(_revoked), ..)) => false,
@@ -167,7 +167,7 @@ pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool
 /// The user of a live access token of a grant (neither the token nor its grant revoked), in one
 /// statement: what every userinfo request asks.
 pub fn user_of_live_access_token(conn: &mut Conn, jti: &str) -> Result<Option<User>, StoreError> {
-    Ok(access_tokens::table
+    Ok(native!(conn => access_tokens::table
         .inner_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
         .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
         .filter(access_tokens::jti.eq(jti))
@@ -175,5 +175,5 @@ pub fn user_of_live_access_token(conn: &mut Conn, jti: &str) -> Result<Option<Us
         .filter(grants::revoked_at.is_null())
         .select(User::as_select())
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::interactions;
 use crate::{Conn, StoreError};
 
@@ -17,21 +18,21 @@ pub struct Interaction {
 }
 
 pub fn insert_interaction(conn: &mut Conn, i: &Interaction) -> Result<(), StoreError> {
-    diesel::insert_into(interactions::table).values(i).execute(conn)?;
+    native!(conn => diesel::insert_into(interactions::table).values(i).execute(conn))?;
     Ok(())
 }
 
 /// The interaction if it exists and has not expired.
 pub fn find_interaction(conn: &mut Conn, id: &str, now: i64) -> Result<Option<Interaction>, StoreError> {
-    Ok(interactions::table
+    Ok(native!(conn => interactions::table
         .find(id)
         .filter(interactions::expires_at.gt(now))
         .select(Interaction::as_select())
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }
 
 /// Removes the interaction; true when this call removed it (so it completes once).
 pub fn delete_interaction(conn: &mut Conn, id: &str) -> Result<bool, StoreError> {
-    Ok(diesel::delete(interactions::table.find(id)).execute(conn)? > 0)
+    Ok(native!(conn => diesel::delete(interactions::table.find(id)).execute(conn))? > 0)
 }

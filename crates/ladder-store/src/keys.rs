@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::signing_keys;
 use crate::{Conn, StoreError};
 
@@ -32,38 +33,38 @@ impl std::fmt::Debug for SigningKey {
 }
 
 pub fn insert_key(conn: &mut Conn, key: &SigningKey) -> Result<(), StoreError> {
-    diesel::insert_into(signing_keys::table).values(key).execute(conn)?;
+    native!(conn => diesel::insert_into(signing_keys::table).values(key).execute(conn))?;
     Ok(())
 }
 
 /// Every key not retired, newest first.
 pub fn list_published(conn: &mut Conn) -> Result<Vec<SigningKey>, StoreError> {
-    Ok(signing_keys::table
+    Ok(native!(conn => signing_keys::table
         .filter(signing_keys::status.ne(RETIRED))
         .order(signing_keys::created_at.desc())
         .select(SigningKey::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 pub fn list_all(conn: &mut Conn) -> Result<Vec<SigningKey>, StoreError> {
-    Ok(signing_keys::table
+    Ok(native!(conn => signing_keys::table
         .order(signing_keys::created_at.desc())
         .select(SigningKey::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 /// Demotes the active keys of `alg` to published (still verifiable, no longer signing).
 pub fn demote_active(conn: &mut Conn, alg: &str) -> Result<(), StoreError> {
-    diesel::update(signing_keys::table.filter(signing_keys::alg.eq(alg)).filter(signing_keys::status.eq(ACTIVE)))
+    native!(conn => diesel::update(signing_keys::table.filter(signing_keys::alg.eq(alg)).filter(signing_keys::status.eq(ACTIVE)))
         .set(signing_keys::status.eq(PUBLISHED))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }
 
 /// Retires a non-active key (it leaves the JWKS); false when there is no such published key.
 pub fn retire_key(conn: &mut Conn, kid: &str, now: i64) -> Result<bool, StoreError> {
-    Ok(diesel::update(signing_keys::table.find(kid).filter(signing_keys::status.eq(PUBLISHED)))
+    Ok(native!(conn => diesel::update(signing_keys::table.find(kid).filter(signing_keys::status.eq(PUBLISHED)))
         .set((signing_keys::status.eq(RETIRED), signing_keys::retired_at.eq(now)))
-        .execute(conn)?
+        .execute(conn))?
         > 0)
 }

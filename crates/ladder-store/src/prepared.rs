@@ -98,5 +98,5 @@ fixed_sql! {
 
 /// Runs a fixed statement.
 pub(crate) fn run<S: FixedSql>(conn: &mut crate::Conn) -> QueryResult<()> {
-    Fixed::<S>(PhantomData).execute(conn).map(|_| ())
+    crate::db::native!(conn => Fixed::<S>(PhantomData).execute(conn)).map(|_| ())
 }

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use ladder_core::{Factor, ProvenFactor};
 
+use crate::db::native;
 use crate::prepared::prepared;
 use crate::schema::{session_factors, sessions};
 use crate::{Conn, StoreError, new_sequential_id};
@@ -37,7 +38,7 @@ pub struct ProofContext {
 }
 
 pub fn insert_session(conn: &mut Conn, session: &Session) -> Result<(), StoreError> {
-    diesel::insert_into(sessions::table).values(session).execute(conn)?;
+    native!(conn => diesel::insert_into(sessions::table).values(session).execute(conn))?;
     Ok(())
 }
 
@@ -48,18 +49,18 @@ pub fn find_live_session(
     now: i64,
     idle_timeout: i64,
 ) -> Result<Option<Session>, StoreError> {
-    Ok(sessions::table
+    Ok(native!(conn => sessions::table
         .filter(sessions::token_hash.eq(token_hash))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.gt(now))
         .filter(sessions::last_seen_at.gt(now - idle_timeout))
         .select(Session::as_select())
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }
 
 pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreError> {
-    Ok(sessions::table.find(id).select(Session::as_select()).get_result(conn).optional()?)
+    Ok(native!(conn => sessions::table.find(id).select(Session::as_select()).get_result(conn).optional())?)
 }
 
 /// Gives the session a new cookie value (at every authentication, against fixation).
@@ -69,21 +70,21 @@ pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -
     let rotate = diesel::update(sessions::table.find(id))
         .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now)))
         .returning(sessions::id);
-    prepared::<Rotate, _>(rotate).get_result::<String>(conn).optional()?;
+    native!(conn => prepared::<Rotate, _>(rotate).get_result::<String>(conn).optional())?;
     Ok(())
 }
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
     struct Touch;
     let touch = diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).returning(sessions::id);
-    prepared::<Touch, _>(touch).get_result::<String>(conn).optional()?;
+    native!(conn => prepared::<Touch, _>(touch).get_result::<String>(conn).optional())?;
     Ok(())
 }
 
 pub fn end_session(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
-    diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
+    native!(conn => diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
         .set(sessions::ended_at.eq(now))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }
 
@@ -93,7 +94,7 @@ pub fn insert_factor(
     proof: &ProvenFactor,
     ctx: &ProofContext,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(session_factors::table)
+    native!(conn => diesel::insert_into(session_factors::table)
         .values((
             session_factors::id.eq(new_sequential_id()),
             session_factors::session_id.eq(session_id),
@@ -103,23 +104,23 @@ pub fn insert_factor(
             session_factors::ip.eq(&ctx.ip),
             session_factors::user_agent.eq(&ctx.user_agent),
         ))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(())
 }
 
 /// Forgets every proof of the session (a full re-authentication starts over).
 pub fn delete_factors(conn: &mut Conn, session_id: &str) -> Result<(), StoreError> {
-    diesel::delete(session_factors::table.filter(session_factors::session_id.eq(session_id))).execute(conn)?;
+    native!(conn => diesel::delete(session_factors::table.filter(session_factors::session_id.eq(session_id))).execute(conn))?;
     Ok(())
 }
 
 /// The session's proof ledger: the latest proof of each factor.
 pub fn proven_factors(conn: &mut Conn, session_id: &str) -> Result<Vec<ProvenFactor>, StoreError> {
-    let rows: Vec<FactorRow> = session_factors::table
+    let rows: Vec<FactorRow> = native!(conn => session_factors::table
         .filter(session_factors::session_id.eq(session_id))
         .order(session_factors::proven_at.desc())
         .select(FactorRow::as_select())
-        .load(conn)?;
+        .load(conn))?;
     let mut ledger: Vec<ProvenFactor> = Vec::new();
     for r in rows {
         let factor: Factor = r.factor.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
@@ -132,7 +133,7 @@ pub fn proven_factors(conn: &mut Conn, session_id: &str) -> Result<Vec<ProvenFac
 
 /// The user's most recently active live session, if any.
 pub fn latest_live_for_user(conn: &mut Conn, user_id: &str, now: i64, idle_timeout: i64) -> Result<Option<Session>, StoreError> {
-    Ok(sessions::table
+    Ok(native!(conn => sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.gt(now))
@@ -140,27 +141,29 @@ pub fn latest_live_for_user(conn: &mut Conn, user_id: &str, now: i64, idle_timeo
         .order(sessions::last_seen_at.desc())
         .select(Session::as_select())
         .first(conn)
-        .optional()?)
+        .optional())?)
 }
 
 /// Live sessions, most recently active first.
 pub fn list_live(conn: &mut Conn, now: i64, idle_timeout: i64, limit: i64) -> Result<Vec<Session>, StoreError> {
-    Ok(sessions::table
+    Ok(native!(conn => sessions::table
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.gt(now))
         .filter(sessions::last_seen_at.gt(now - idle_timeout))
         .order(sessions::last_seen_at.desc())
         .limit(limit)
         .select(Session::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 /// Ends every live session of the user (except `keep`); returns how many.
 pub fn end_user_sessions(conn: &mut Conn, user_id: &str, keep: Option<&str>, now: i64) -> Result<usize, StoreError> {
     let target = sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::ended_at.is_null());
     Ok(match keep {
-        Some(k) => diesel::update(target.filter(sessions::id.ne(k))).set(sessions::ended_at.eq(now)).execute(conn)?,
-        None => diesel::update(target).set(sessions::ended_at.eq(now)).execute(conn)?,
+        Some(k) => {
+            native!(conn => diesel::update(target.filter(sessions::id.ne(k))).set(sessions::ended_at.eq(now)).execute(conn))?
+        }
+        None => native!(conn => diesel::update(target).set(sessions::ended_at.eq(now)).execute(conn))?,
     })
 }
 

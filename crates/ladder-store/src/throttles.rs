@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::throttles;
 use crate::{Conn, StoreError};
 
@@ -27,7 +28,7 @@ struct Row {
 /// Seconds until `key` may try again, or None when it may try now.
 pub fn locked_for(conn: &mut Conn, key: &str, now: i64) -> Result<Option<i64>, StoreError> {
     let row: Option<Row> =
-        throttles::table.find(key).select(Row::as_select()).get_result(conn).optional()?;
+        native!(conn => throttles::table.find(key).select(Row::as_select()).get_result(conn).optional())?;
     Ok(row.and_then(|r| (r.locked_until > now).then_some(r.locked_until - now)))
 }
 
@@ -39,7 +40,7 @@ pub fn record_failure(
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
     let row: Option<Row> =
-        throttles::table.find(key).select(Row::as_select()).get_result(conn).optional()?;
+        native!(conn => throttles::table.find(key).select(Row::as_select()).get_result(conn).optional())?;
     let (failures, window_start) = match row {
         Some(r) if now - r.window_start < policy.window || r.locked_until > now => (r.failures + 1, r.window_start),
         _ => (1, now),
@@ -56,20 +57,20 @@ pub fn record_failure(
         throttles::locked_until.eq(locked_until),
     );
     if row.is_some() {
-        diesel::update(throttles::table.find(key)).set(values).execute(conn)?;
+        native!(conn => diesel::update(throttles::table.find(key)).set(values).execute(conn))?;
     } else {
-        diesel::insert_into(throttles::table).values((throttles::key.eq(key), values)).execute(conn)?;
+        native!(conn => diesel::insert_into(throttles::table).values((throttles::key.eq(key), values)).execute(conn))?;
     }
     Ok(lock)
 }
 
 pub fn clear(conn: &mut Conn, key: &str) -> Result<(), StoreError> {
-    diesel::delete(throttles::table.find(key)).execute(conn)?;
+    native!(conn => diesel::delete(throttles::table.find(key)).execute(conn))?;
     Ok(())
 }
 
 /// Failures counted for `key` in a window that started after `since` (0 when none).
 pub fn recent_failures(conn: &mut Conn, key: &str, since: i64) -> Result<u32, StoreError> {
-    let row: Option<Row> = throttles::table.find(key).select(Row::as_select()).get_result(conn).optional()?;
+    let row: Option<Row> = native!(conn => throttles::table.find(key).select(Row::as_select()).get_result(conn).optional())?;
     Ok(row.filter(|r| r.window_start >= since || r.locked_until > since).map_or(0, |r| r.failures.max(0) as u32))
 }

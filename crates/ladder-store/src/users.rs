@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::db::native;
 use crate::schema::{password_credentials, sessions, users};
 use crate::{Conn, StoreError};
 
@@ -19,27 +20,27 @@ pub struct User {
 }
 
 pub fn insert_user(conn: &mut Conn, user: &User) -> Result<(), StoreError> {
-    diesel::insert_into(users::table)
+    native!(conn => diesel::insert_into(users::table)
         .values(user)
-        .execute(conn)
+        .execute(conn))
         .map_err(|e| StoreError::from_insert(e, &format!("user `{}`", user.username)))?;
     Ok(())
 }
 
 pub fn find_user_by_username(conn: &mut Conn, username: &str) -> Result<Option<User>, StoreError> {
-    Ok(users::table
+    Ok(native!(conn => users::table
         .filter(users::username.eq(username))
         .select(User::as_select())
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }
 
 pub fn find_user(conn: &mut Conn, id: &str) -> Result<Option<User>, StoreError> {
-    Ok(users::table.find(id).select(User::as_select()).get_result(conn).optional()?)
+    Ok(native!(conn => users::table.find(id).select(User::as_select()).get_result(conn).optional())?)
 }
 
 pub fn list_users(conn: &mut Conn) -> Result<Vec<User>, StoreError> {
-    Ok(users::table.order(users::username.asc()).select(User::as_select()).load(conn)?)
+    Ok(native!(conn => users::table.order(users::username.asc()).select(User::as_select()).load(conn))?)
 }
 
 /// Disables the user and ends every session they have; returns false when no such user.
@@ -47,50 +48,50 @@ pub fn disable_user(conn: &mut Conn, username: &str, now: i64) -> Result<bool, S
     let Some(user) = find_user_by_username(conn, username)? else {
         return Ok(false);
     };
-    diesel::update(users::table.find(&user.id))
+    native!(conn => diesel::update(users::table.find(&user.id))
         .set((users::disabled.eq(true), users::updated_at.eq(now)))
-        .execute(conn)?;
-    diesel::update(sessions::table.filter(sessions::user_id.eq(&user.id)).filter(sessions::ended_at.is_null()))
+        .execute(conn))?;
+    native!(conn => diesel::update(sessions::table.filter(sessions::user_id.eq(&user.id)).filter(sessions::ended_at.is_null()))
         .set(sessions::ended_at.eq(now))
-        .execute(conn)?;
+        .execute(conn))?;
     Ok(true)
 }
 
 /// Sets (or replaces) the user's password hash.
 pub fn set_password(conn: &mut Conn, user_id: &str, phc_hash: &str, now: i64) -> Result<(), StoreError> {
-    let updated = diesel::update(password_credentials::table.find(user_id))
+    let updated = native!(conn => diesel::update(password_credentials::table.find(user_id))
         .set((password_credentials::phc_hash.eq(phc_hash), password_credentials::updated_at.eq(now)))
-        .execute(conn)?;
+        .execute(conn))?;
     if updated == 0 {
-        diesel::insert_into(password_credentials::table)
+        native!(conn => diesel::insert_into(password_credentials::table)
             .values((
                 password_credentials::user_id.eq(user_id),
                 password_credentials::phc_hash.eq(phc_hash),
                 password_credentials::created_at.eq(now),
                 password_credentials::updated_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute(conn))?;
     }
     Ok(())
 }
 
 pub fn find_password_hash(conn: &mut Conn, user_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(password_credentials::table
+    Ok(native!(conn => password_credentials::table
         .find(user_id)
         .select(password_credentials::phc_hash)
         .get_result(conn)
-        .optional()?)
+        .optional())?)
 }
 
 pub fn count_users(conn: &mut Conn) -> Result<i64, StoreError> {
-    Ok(users::table.count().get_result(conn)?)
+    Ok(native!(conn => users::table.count().get_result(conn))?)
 }
 
 /// A page of users whose username, email or name contains `query` (case-insensitive), by username.
 pub fn search_users(conn: &mut Conn, query: &str, offset: i64, limit: i64) -> Result<Vec<User>, StoreError> {
     let pattern = format!("%{}%", query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let lower = |c| diesel::dsl::sql::<diesel::sql_types::Text>(&format!("lower(coalesce({c}, ''))"));
-    Ok(users::table
+    Ok(native!(conn => users::table
         .filter(
             lower("username")
                 .like(pattern.clone())
@@ -102,20 +103,20 @@ pub fn search_users(conn: &mut Conn, query: &str, offset: i64, limit: i64) -> Re
         .offset(offset)
         .limit(limit)
         .select(User::as_select())
-        .load(conn)?)
+        .load(conn))?)
 }
 
 pub fn set_admin(conn: &mut Conn, user_id: &str, is_admin: bool, now: i64) -> Result<bool, StoreError> {
-    Ok(diesel::update(users::table.find(user_id))
+    Ok(native!(conn => diesel::update(users::table.find(user_id))
         .set((users::is_admin.eq(is_admin), users::updated_at.eq(now)))
-        .execute(conn)?
+        .execute(conn))?
         == 1)
 }
 
 /// Re-enables a disabled user (their old sessions stay ended).
 pub fn enable_user(conn: &mut Conn, user_id: &str, now: i64) -> Result<bool, StoreError> {
-    Ok(diesel::update(users::table.find(user_id))
+    Ok(native!(conn => diesel::update(users::table.find(user_id))
         .set((users::disabled.eq(false), users::updated_at.eq(now)))
-        .execute(conn)?
+        .execute(conn))?
         == 1)
 }
