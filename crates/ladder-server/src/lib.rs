@@ -15,6 +15,7 @@ pub mod console;
 pub mod crypto;
 pub mod endpoints;
 pub mod errors;
+pub mod es256;
 pub mod grant;
 pub mod interaction;
 pub mod jwt;

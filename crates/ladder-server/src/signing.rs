@@ -15,6 +15,7 @@ use ladder_store::{Conn, Db};
 use serde_json::{Map, Value};
 
 use crate::crypto::{ServerKey, random_identifier};
+use crate::es256::Es256Signer;
 use crate::errors::AppError;
 
 const RELOAD_EVERY: Duration = Duration::from_secs(60);
@@ -158,7 +159,7 @@ impl KeySet {
                     Box::new(RS256.verifier_from_jwk(&public).map_err(keys_err)?),
                 ),
                 Alg::ES256 => (
-                    Box::new(ES256.signer_from_jwk(&private).map_err(keys_err)?),
+                    Box::new(Es256Signer::from_jwk(&private).map_err(keys_err)?),
                     Box::new(ES256.verifier_from_jwk(&public).map_err(keys_err)?),
                 ),
                 Alg::EdDSA => (
