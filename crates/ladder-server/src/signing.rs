@@ -173,6 +173,11 @@ impl KeySet {
         Ok(KeySet { keys, jwks_json: jwks.to_string(), loaded_at: Instant::now() })
     }
 
+    /// The key `sign` uses for `alg`.
+    pub fn active_kid(&self, alg: Alg) -> Option<&str> {
+        self.keys.iter().find(|k| k.alg == alg && k.active).map(|k| k.kid.as_str())
+    }
+
     /// Whether `kid` is still published (a retired key's tokens no longer verify).
     pub fn publishes(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid == kid)

@@ -18,6 +18,8 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct Minted {
     pub access_token: String,
+    /// The key that signed the access token.
+    pub access_kid: String,
     pub jti: String,
     pub access_expires_at: i64,
     pub id_token: Option<String>,
@@ -91,6 +93,9 @@ pub fn access_token_alg(client: &Client) -> Alg {
     client.settings.access_token_signed_response_alg.as_deref().and_then(Alg::parse).unwrap_or(Alg::ES256)
 }
 
+/// The JOSE `typ` of an access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 #[allow(clippy::too_many_arguments)]
 pub fn mint_access_token(
     issuer: &str,
@@ -131,7 +136,7 @@ pub fn mint_access_token(
     if let Some(sid) = &grant.session_id {
         c.insert("sid".into(), json!(sid));
     }
-    Ok((keys.sign(alg, "at+jwt", c)?, jti))
+    Ok((keys.sign(alg, ACCESS_TOKEN_TYP, c)?, jti))
 }
 
 /// Whether access-token claims are a client's own token (client_credentials): the client is its

@@ -131,7 +131,7 @@ async fn authorization_code(
         })
         .await?;
     match exchange {
-        Exchange::Issued { minted, refresh, scope } => Ok(tokens::response(&minted, refresh.as_deref(), &scope, now)),
+        Exchange::Issued { minted, refresh, scope } => Ok(respond(state, &minted, refresh.as_deref(), &scope, now)),
         Exchange::Replayed(c) => {
             revoke_replayed(state, &c, &hash, info).await?;
             Err(OAuthError::invalid_grant("The authorization code was already used."))
@@ -190,7 +190,8 @@ impl Minter {
         let (access_token, jti) =
             tokens::mint_access_token(&self.issuer, &self.keys, self.access_alg, grant, &grant.scope, &self.aud, exp, now)?;
         let id_token = tokens::mint_id_token(&self.issuer, &self.keys, self.id_alg, grant, nonce, self.ttl.id, now)?;
-        Ok(Minted { access_token, jti, access_expires_at: exp, id_token })
+        let access_kid = self.keys.active_kid(self.access_alg).unwrap_or_default().to_owned();
+        Ok(Minted { access_token, access_kid, jti, access_expires_at: exp, id_token })
     }
 
     /// Writes the rows of what `mint` signed for a grant; returns the new refresh token, if any.
@@ -209,12 +210,19 @@ impl Minter {
 async fn issue(state: &AppState, minter: Minter, grant: Grant, family: Family, now: i64) -> Result<HttpResponse, OAuthError> {
     let minted = minter.mint(&grant, None, now)?;
     if family == Family::None {
-        return Ok(tokens::response(&minted, None, &grant.scope, now));
+        return Ok(respond(state, &minted, None, &grant.scope, now));
     }
     let (refresh, minted, scope) = state
         .write(move |conn| Ok((minter.record(conn, &grant, &minted, family, now)?, minted, grant.scope)))
         .await?;
-    Ok(tokens::response(&minted, refresh.as_deref(), &scope, now))
+    Ok(respond(state, &minted, refresh.as_deref(), &scope, now))
+}
+
+/// The token response; the access token is remembered as verified (Ladder signed it), so its
+/// first use at userinfo or introspection skips the signature check.
+fn respond(state: &AppState, minted: &Minted, refresh: Option<&str>, scope: &str, now: i64) -> HttpResponse {
+    state.verified.remember(&minted.access_token, &minted.access_kid, minted.access_expires_at, now);
+    tokens::response(minted, refresh, scope, now)
 }
 
 /// RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what was issued from it.
