@@ -85,9 +85,8 @@ async fn sign_in(base: &str, client_id: &str) -> Option<String> {
         "{base}/authorize?client_id={client_id}&redirect_uri={}&response_type=code&scope=openid&state=s",
         url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
     );
-    let resp = http.get(authorize).send().await.ok()?;
-    let page = resp.headers().get("location")?.to_str().ok()?.to_owned();
-    let html = http.get(format!("{base}{page}")).send().await.ok()?.text().await.ok()?;
+    // The sign-in page comes straight from /authorize.
+    let html = http.get(authorize).send().await.ok()?.text().await.ok()?;
     let form = [("csrf", input_value(&html, "csrf")), ("username", "alice".into()), ("password", PASSWORD.into())];
     let resp = http.post(format!("{base}{}", form_action(&html))).form(&form).send().await.ok()?;
     let location = resp.headers().get("location")?.to_str().ok()?;

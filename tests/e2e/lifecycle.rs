@@ -537,7 +537,10 @@ async fn client_changes_made_elsewhere_are_seen() {
     let browser = Browser::new();
     let opens_sign_in = |url: String| {
         let http = browser.http.clone();
-        async move { http.get(url).send().await.unwrap().status() == StatusCode::SEE_OTHER }
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            resp.status() == StatusCode::OK && resp.text().await.unwrap().contains(r#"action="/interaction/"#)
+        }
     };
     assert!(opens_sign_in(app.authorize_url(&service, &[])).await);
     let mut client = stored(&app);

@@ -22,9 +22,9 @@ async fn login_step_up_and_tokens_across_two_nodes() {
     let secret = a.enrol_totp(&alice);
     let browser = Browser::new();
 
-    // Authorize on A, see the sign-in page from B, post the password to A.
-    let resp = browser.http.get(on(&a, &a.authorize_url(&client, &[]))).send().await.unwrap();
-    let interaction = resp.headers()["location"].to_str().unwrap().to_owned();
+    // Authorize on A, see the sign-in page again from B, post the password to A.
+    let (_, first) = browser.open(&a, &on(&a, &a.authorize_url(&client, &[]))).await.page();
+    let interaction = form_action(&first).trim_end_matches("/password").to_owned();
     let (_, html) = browser.open(&b, &on(&b, &interaction)).await.page();
     let query = browser.submit_login(&a, &html, "alice", PASSWORD).await.rp();
     // Exchange on B.

@@ -1,5 +1,6 @@
 //! Browser-facing plumbing: the session and browser cookies, CSRF, client address.
 
+use actix_web::HttpMessage;
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
@@ -99,8 +100,22 @@ pub fn browser_key(state: &AppState, req: &HttpRequest) -> (String, Option<Cooki
         _ => {
             let value = random_token(32);
             let cookie = build_cookie(state, state.cookies.browser, value.clone(), None);
+            // A page rendered into the same response carries it as its CSRF token.
+            req.extensions_mut().insert(IssuedBrowserKey(value.clone()));
             (value, Some(cookie))
         }
+    }
+}
+
+/// A browser key set by the response being built (the request did not carry one yet).
+#[derive(Clone)]
+struct IssuedBrowserKey(String);
+
+/// The browser's key: its cookie, or the one this response is setting.
+pub fn current_browser_key(state: &AppState, req: &HttpRequest) -> Option<String> {
+    match req.cookie(state.cookies.browser) {
+        Some(c) if c.value().len() >= 22 => Some(c.value().to_owned()),
+        _ => req.extensions().get::<IssuedBrowserKey>().map(|k| k.0.clone()),
     }
 }
 

@@ -493,7 +493,7 @@ async fn start_interaction(
         created_at: now,
         expires_at: now + state.settings.tokens.interaction_ttl_secs,
     };
-    let location = format!("/interaction/{}", interaction.id);
+    let stored = interaction.clone();
     let started = request.stepup_reason.as_ref().zip(current).map(|(reason, active)| {
         (
             active.user.id.clone(),
@@ -527,12 +527,16 @@ async fn start_interaction(
             Ok(())
         })
         .await?;
-    let mut resp = HttpResponse::SeeOther();
-    resp.insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store"));
+    // The first page at once, rather than a redirect to it (`GET /interaction/{id}` shows the same).
+    let pending = crate::interaction::Pending { interaction: stored, request, client: client.clone() };
+    let mut resp = match crate::interaction::page(state, req, &pending, current.cloned()).await {
+        Ok(resp) => resp,
+        Err(page) => page.error_response(),
+    };
     if let Some(c) = new_cookie {
-        resp.cookie(c);
+        resp.add_cookie(&c).map_err(|e| AppError::Blocking(e.to_string()))?;
     }
-    Ok(resp.finish())
+    Ok(resp)
 }
 
 async fn audit_unmet(

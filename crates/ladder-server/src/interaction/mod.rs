@@ -304,13 +304,25 @@ pub fn leave_to(pending: &Pending, next: Next) -> (String, Option<actix_web::coo
 /// `GET /interaction/{id}`: the page for the next step, or the way out.
 pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
     let (pending, active) = load_with(&state, &req, path.into_inner(), session::current_reader(&state, &req)).await?;
-    match advance(&state, &req, &pending, active).await? {
+    page(&state, &req, &pending, active).await
+}
+
+/// The page for the interaction's next step, or the way out: what `GET /interaction/{id}` shows,
+/// and what `/authorize` shows at once for the interaction it has just started (one round trip
+/// fewer for every sign-in and step-up).
+pub async fn page(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    active: Option<ActiveSession>,
+) -> Result<HttpResponse, PageError> {
+    match advance(state, req, pending, active).await? {
         Next::Step { step, reason, why, session, enrolled } => {
             let shown = pages::Shown { reason: &reason, why: why.as_deref() };
-            pages::render_step(&state, &req, &pending, step, shown, session.as_deref(), &enrolled, None).await
+            pages::render_step(state, req, pending, step, shown, session.as_deref(), &enrolled, None).await
         }
         done => {
-            let (location, device) = leave_to(&pending, done);
+            let (location, device) = leave_to(pending, done);
             let mut resp = see_other(&location);
             if let Some(cookie) = device {
                 resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;

@@ -95,7 +95,7 @@ pub fn html(page: &impl Template, status: StatusCode) -> Result<HttpResponse, Pa
 }
 
 pub fn csrf(state: &AppState, req: &HttpRequest) -> String {
-    req.cookie(state.cookies.browser).map(|c| c.value().to_owned()).unwrap_or_default()
+    crate::browser::current_browser_key(state, req).unwrap_or_default()
 }
 
 /// Why the page is shown: the plan's reason, and the risk sentence when a signal raised the level.
