@@ -285,6 +285,8 @@ async fn oidcc_ensure_post_request_succeeds() {
     let url = url::Url::parse(&app.authorize_url(&client, &[])).unwrap();
     let form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let resp = browser.http.post(app.url("/authorize")).form(&form).send().await.unwrap();
+    // Post/redirect/get: reloading the sign-in page must not post the request again.
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let (status, html) = browser.follow(&app, resp).await.page();
     assert_eq!(status, StatusCode::OK);
     let query = browser.submit_login(&app, &html, "alice", PASSWORD).await.rp();

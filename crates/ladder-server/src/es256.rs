@@ -92,7 +92,7 @@ mod tests {
     /// A signature in the same format as josekit's: its verifier accepts ours. Many messages, so
     /// that some r or s begins with a zero byte (about one in 128 signatures) and is padded.
     #[test]
-    fn josekit_verifies_what_it_signs() {
+    fn josekit_verifies_our_signatures() {
         let (private, public) = key_pair();
         let signer = Es256Signer::from_jwk(&private).unwrap();
         let verifier = ES256.verifier_from_jwk(&public).unwrap();

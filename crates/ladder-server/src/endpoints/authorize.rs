@@ -527,11 +527,19 @@ async fn start_interaction(
             Ok(())
         })
         .await?;
-    // The first page at once, rather than a redirect to it (`GET /interaction/{id}` shows the same).
     let pending = crate::interaction::Pending { interaction: stored, request, client: client.clone() };
-    let mut resp = match crate::interaction::page(state, req, &pending, current.cloned()).await {
-        Ok(resp) => resp,
-        Err(page) => page.error_response(),
+    let mut resp = if req.method() == actix_web::http::Method::GET {
+        // The first page at once, rather than a redirect to it (`GET /interaction/{id}` shows the same).
+        match crate::interaction::page(state, req, &pending, current.cloned()).await {
+            Ok(resp) => resp,
+            Err(page) => page.error_response(),
+        }
+    } else {
+        // After a form POST, a redirect: reloading the page must not post the request again.
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, pending.url()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish()
     };
     if let Some(c) = new_cookie {
         resp.add_cookie(&c).map_err(|e| AppError::Blocking(e.to_string()))?;
