@@ -91,11 +91,45 @@ pub fn start(
 /// Records one more proof in an existing session and gives it a new cookie token (a step-up is an
 /// authentication too: the session id a browser holds changes at every one). Returns the token.
 pub fn add_proof(conn: &mut Conn, session_id: &str, proof: &ProvenFactor, client: &ClientInfo) -> Result<String, StoreError> {
+    Ok(add_proof_if_live(conn, session_id, proof, client)?.0)
+}
+
+/// `add_proof`, also saying whether the session was still live (not ended meanwhile).
+fn add_proof_if_live(
+    conn: &mut Conn,
+    session_id: &str,
+    proof: &ProvenFactor,
+    client: &ClientInfo,
+) -> Result<(String, bool), StoreError> {
     let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
     sessions::insert_factor(conn, session_id, proof, &ctx)?;
     let token = new_keyed_secret();
-    sessions::rotate_token(conn, session_id, &secret_key(&token), proof.proven_at)?;
-    Ok(token)
+    let live = sessions::rotate_token(conn, session_id, &secret_key(&token), proof.proven_at)?;
+    Ok((token, live))
+}
+
+/// `add_proof` on a session read moments before, returning the session as the proof left it
+/// without reading it back (`None` when it ended meanwhile, as a read would have found).
+pub fn add_proof_to(
+    conn: &mut Conn,
+    active: ActiveSession,
+    proof: ProvenFactor,
+    client: &ClientInfo,
+) -> Result<(String, Option<ActiveSession>), StoreError> {
+    let (token, live) = add_proof_if_live(conn, &active.session.id, &proof, client)?;
+    let active = live.then(|| with_proof(active, &token, proof));
+    Ok((token, active))
+}
+
+/// The session after `add_proof`: its new cookie token, seen when the proof was made, and the
+/// proof first in its ledger in place of any older proof of the same factor (the ledger keeps the
+/// latest proof of each factor, newest first).
+fn with_proof(mut active: ActiveSession, token: &str, proof: ProvenFactor) -> ActiveSession {
+    active.session.token_hash = secret_key(token);
+    active.session.last_seen_at = proof.proven_at;
+    active.proofs.retain(|p| p.factor != proof.factor);
+    active.proofs.insert(0, proof);
+    active
 }
 
 /// How a fresh proof joins the browser's sessions: the same user proving again continues their
@@ -126,5 +160,52 @@ pub fn record_proof(
     match continuation {
         Continuation::Same(id) => Ok((id.clone(), add_proof(conn, id, proof, client)?)),
         Continuation::New { previous } => start(conn, user_id, previous.as_deref(), proof, client, absolute_timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ladder_store::Db;
+
+    use super::*;
+
+    /// A step-up builds the session it leaves instead of reading it back: both must agree.
+    #[test]
+    fn a_proof_leaves_the_session_as_reading_it_back_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.db", dir.path().display()), 1).unwrap();
+        db.migrate().unwrap();
+        let client = ClientInfo { ip: Some("192.0.2.1".into()), user_agent: Some("test".into()) };
+        let proof = |factor, proven_at| ProvenFactor { factor, proven_at, user_verified: false };
+        db.write(|conn| {
+            let user = User {
+                id: "u1".into(),
+                username: "alice".into(),
+                email: None,
+                name: None,
+                is_admin: false,
+                disabled: false,
+                created_at: 0,
+                updated_at: 0,
+            };
+            users::insert_user(conn, &user)?;
+            let (id, _) = start(conn, "u1", None, &proof(Factor::Password, 100), &client, 3600)?;
+            let token = add_proof(conn, &id, &proof(Factor::Totp, 110), &client)?;
+            let before = by_token_in(conn, &token, 120, 600)?.expect("a live session");
+
+            let (token, built) = add_proof_to(conn, before.clone(), proof(Factor::Totp, 130), &client)?;
+            let (built, read) = (built.expect("still live"), by_token_in(conn, &token, 130, 600)?.expect("read back"));
+            assert_eq!(
+                (&built.session, &built.user, &built.proofs, &built.enrolled),
+                (&read.session, &read.user, &read.proofs, &read.enrolled)
+            );
+            assert_eq!(built.proofs, vec![proof(Factor::Totp, 130), proof(Factor::Password, 100)]);
+
+            sessions::end_session(conn, &id, 140)?;
+            let (_, ended) = add_proof_to(conn, before, proof(Factor::Totp, 150), &client)?;
+            assert!(ended.is_none(), "a session ended meanwhile is not continued");
+            Ok(())
+        })
+        .unwrap();
     }
 }

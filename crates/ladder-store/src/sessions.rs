@@ -63,15 +63,15 @@ pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreE
     Ok(native!(conn => sessions::table.find(id).select(Session::as_select()).get_result(conn).optional())?)
 }
 
-/// Gives the session a new cookie value (at every authentication, against fixation).
-pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -> Result<(), StoreError> {
+/// Gives the session a new cookie value (at every authentication, against fixation); false when
+/// the session has ended meanwhile (it keeps its old value).
+pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -> Result<bool, StoreError> {
     struct Rotate;
     // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
-    let rotate = diesel::update(sessions::table.find(id))
+    let rotate = diesel::update(sessions::table.find(id).filter(sessions::ended_at.is_null()))
         .set((sessions::token_hash.eq(new_token_hash), sessions::last_seen_at.eq(now)))
         .returning(sessions::id);
-    native!(conn => prepared::<Rotate, _>(rotate).get_result::<String>(conn).optional())?;
-    Ok(())
+    Ok(native!(conn => prepared::<Rotate, _>(rotate).get_result::<String>(conn).optional())?.is_some())
 }
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {

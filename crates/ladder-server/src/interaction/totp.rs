@@ -87,7 +87,7 @@ pub async fn verify(
     }
 
     let (server_key, policies) = (state.server_key.clone(), attempts::policies(&state));
-    let idle = state.settings.session.idle_timeout_secs;
+    let before = active.clone();
     let (user_id, session_id, client_id) = (active.user.id.clone(), active.session.id.clone(), pending.client.id.clone());
     let (info, code, reason) = (client.clone(), form.code, pending.request.stepup_reason.clone());
     let outcome = state
@@ -127,11 +127,10 @@ pub async fn verify(
             }
             attempts::record_success(conn, &keys)?;
             let proof = ProvenFactor { factor, proven_at: now, user_verified: false };
-            let token = session::add_proof(conn, &session_id, &proof, &info)?;
+            let (token, active) = session::add_proof_to(conn, before, proof, &info)?;
             audit::record(conn, now, "factor", "success", subject, &info, json!({ "factor": factor, "reason": reason }))?;
             let recovery_left = if use_recovery { Some(factors::unused_recovery_codes(conn, &user_id)?) } else { None };
-            let active = session::by_token_in(conn, &token, now, idle)?.map(Box::new);
-            Ok(Outcome::Accepted { token, active, recovery_left })
+            Ok(Outcome::Accepted { token, active: active.map(Box::new), recovery_left })
         })
         .await?;
 
