@@ -168,6 +168,7 @@ mod tests {
     use ladder_store::Db;
 
     use super::*;
+    use crate::manage::NewUser;
 
     /// A step-up builds the session it leaves instead of reading it back: both must agree.
     #[test]
@@ -177,19 +178,10 @@ mod tests {
         db.migrate().unwrap();
         let client = ClientInfo { ip: Some("192.0.2.1".into()), user_agent: Some("test".into()) };
         let proof = |factor, proven_at| ProvenFactor { factor, proven_at, user_verified: false };
+        let new = NewUser { username: "alice".into(), email: None, name: None, password: "correct horse".into(), is_admin: false };
+        let user = crate::manage::add_user(&db, new, 0).unwrap();
         db.write(|conn| {
-            let user = User {
-                id: "u1".into(),
-                username: "alice".into(),
-                email: None,
-                name: None,
-                is_admin: false,
-                disabled: false,
-                created_at: 0,
-                updated_at: 0,
-            };
-            users::insert_user(conn, &user)?;
-            let (id, _) = start(conn, "u1", None, &proof(Factor::Password, 100), &client, 3600)?;
+            let (id, _) = start(conn, &user.id, None, &proof(Factor::Password, 100), &client, 3600)?;
             let token = add_proof(conn, &id, &proof(Factor::Totp, 110), &client)?;
             let before = by_token_in(conn, &token, 120, 600)?.expect("a live session");
 
