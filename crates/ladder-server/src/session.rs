@@ -66,11 +66,14 @@ pub fn start(
     client: &ClientInfo,
     absolute_timeout: i64,
 ) -> Result<(String, String), StoreError> {
-    let now = proof.proven_at;
-    if let Some(prev) = previous {
-        sessions::end_session(conn, prev, now)?;
-    }
-    let token = new_keyed_secret();
+    let (session, token) = new_session(user_id, proof, client, absolute_timeout);
+    write_start(conn, &session, previous, proof, &proof_context(client))?;
+    Ok((session.id, token))
+}
+
+/// A session that `proof` starts, not yet written, and its cookie token.
+fn new_session(user_id: &str, proof: &ProvenFactor, client: &ClientInfo, absolute_timeout: i64) -> (Session, String) {
+    let (now, token) = (proof.proven_at, new_keyed_secret());
     let session = Session {
         id: new_sequential_id(),
         token_hash: secret_key(&token),
@@ -82,47 +85,107 @@ pub fn start(
         user_agent: client.user_agent.clone(),
         ended_at: None,
     };
-    sessions::insert_session(conn, &session)?;
-    let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
-    sessions::insert_factor(conn, &session.id, proof, &ctx)?;
-    Ok((session.id, token))
+    (session, token)
+}
+
+fn write_start(
+    conn: &mut Conn,
+    session: &Session,
+    previous: Option<&str>,
+    proof: &ProvenFactor,
+    ctx: &ProofContext,
+) -> Result<(), StoreError> {
+    if let Some(prev) = previous {
+        sessions::end_session(conn, prev, proof.proven_at)?;
+    }
+    sessions::insert_session(conn, session)?;
+    sessions::insert_factor(conn, &session.id, proof, ctx)
 }
 
 /// Records one more proof in an existing session and gives it a new cookie token (a step-up is an
 /// authentication too: the session id a browser holds changes at every one). Returns the token.
 pub fn add_proof(conn: &mut Conn, session_id: &str, proof: &ProvenFactor, client: &ClientInfo) -> Result<String, StoreError> {
-    Ok(add_proof_if_live(conn, session_id, proof, client)?.0)
+    let token = new_keyed_secret();
+    write_continue(conn, session_id, &secret_key(&token), proof, &proof_context(client))?;
+    Ok(token)
 }
 
-/// `add_proof`, also saying whether the session was still live (not ended meanwhile).
-fn add_proof_if_live(
+/// Adds the proof and rotates the token; false when the session had ended meanwhile.
+fn write_continue(
     conn: &mut Conn,
     session_id: &str,
+    token_hash: &str,
     proof: &ProvenFactor,
-    client: &ClientInfo,
-) -> Result<(String, bool), StoreError> {
-    let ctx = ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() };
-    sessions::insert_factor(conn, session_id, proof, &ctx)?;
-    let token = new_keyed_secret();
-    let live = sessions::rotate_token(conn, session_id, &secret_key(&token), proof.proven_at)?;
-    Ok((token, live))
+    ctx: &ProofContext,
+) -> Result<bool, StoreError> {
+    sessions::insert_factor(conn, session_id, proof, ctx)?;
+    sessions::rotate_token(conn, session_id, token_hash, proof.proven_at)
 }
 
-/// `add_proof` on a session read moments before, returning the session as the proof left it
-/// without reading it back (`None` when it ended meanwhile, as a read would have found).
-pub fn add_proof_to(
-    conn: &mut Conn,
-    active: ActiveSession,
+fn proof_context(client: &ClientInfo) -> ProofContext {
+    ProofContext { ip: client.ip.clone(), user_agent: client.user_agent.clone() }
+}
+
+/// A proof about to be recorded, and the session as recording it will leave it. Built before
+/// anything is written, so the step-up plan can be asked first: a sign-in or step-up that needs
+/// nothing more then records its proof and issues its code in one transaction, and none reads its
+/// session back.
+pub struct PreparedProof {
+    /// The session after the proof, with its new cookie token.
+    pub after: ActiveSession,
+    pub token: String,
     proof: ProvenFactor,
-    client: &ClientInfo,
-) -> Result<(String, Option<ActiveSession>), StoreError> {
-    let (token, live) = add_proof_if_live(conn, &active.session.id, &proof, client)?;
-    let active = live.then(|| with_proof(active, &token, proof));
-    Ok((token, active))
+    ctx: ProofContext,
+    /// `Some(previous)`: the proof starts a new session, ending the browser's previous one.
+    starts: Option<Option<String>>,
 }
 
-/// The session after `add_proof`: its new cookie token, seen when the proof was made, and the
-/// proof first in its ledger in place of any older proof of the same factor (the ledger keeps the
+impl PreparedProof {
+    /// How a fresh proof joins the browser's sessions: the same user proving again continues
+    /// their session (`current`); anyone else starts a new one, and `current` ends. `enrolled`:
+    /// the user's enrolled factors, for a new session.
+    pub fn joining(
+        current: Option<ActiveSession>,
+        user: User,
+        enrolled: Vec<Factor>,
+        proof: ProvenFactor,
+        client: &ClientInfo,
+        absolute_timeout: i64,
+    ) -> Self {
+        match current {
+            Some(c) if c.user.id == user.id => Self::continuing(c, proof, client),
+            other => {
+                let (session, token) = new_session(&user.id, &proof, client, absolute_timeout);
+                PreparedProof {
+                    after: ActiveSession { session, user, proofs: vec![proof], enrolled },
+                    token,
+                    proof,
+                    ctx: proof_context(client),
+                    starts: Some(other.map(|c| c.session.id)),
+                }
+            }
+        }
+    }
+
+    /// One more proof in `active`, a session read moments before.
+    pub fn continuing(active: ActiveSession, proof: ProvenFactor, client: &ClientInfo) -> Self {
+        let token = new_keyed_secret();
+        PreparedProof { after: with_proof(active, &token, proof), token, proof, ctx: proof_context(client), starts: None }
+    }
+
+    /// Writes the proof; false when the session it continues ended meanwhile (as a read would
+    /// have found: `after` is then not the browser's session).
+    pub fn record(&self, conn: &mut Conn) -> Result<bool, StoreError> {
+        let session = &self.after.session;
+        match &self.starts {
+            Some(previous) => write_start(conn, session, previous.as_deref(), &self.proof, &self.ctx).map(|()| true),
+            None => write_continue(conn, &session.id, &session.token_hash, &self.proof, &self.ctx),
+        }
+    }
+}
+
+/// The session after a proof: its new cookie token, seen when the proof was made, and the proof
+/// first in its ledger in place of any older proof of the same factor (the ledger keeps the
 /// latest proof of each factor, newest first).
 fn with_proof(mut active: ActiveSession, token: &str, proof: ProvenFactor) -> ActiveSession {
     active.session.token_hash = secret_key(token);
@@ -132,37 +195,6 @@ fn with_proof(mut active: ActiveSession, token: &str, proof: ProvenFactor) -> Ac
     active
 }
 
-/// How a fresh proof joins the browser's sessions: the same user proving again continues their
-/// session; anyone else starts a new one, and the browser's previous session ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Continuation {
-    Same(String),
-    New { previous: Option<String> },
-}
-
-pub async fn continuation(state: &AppState, req: &HttpRequest, user_id: &str) -> Result<Continuation, AppError> {
-    Ok(match current(state, req).await? {
-        Some(c) if c.user.id == user_id => Continuation::Same(c.session.id),
-        Some(c) => Continuation::New { previous: Some(c.session.id) },
-        None => Continuation::New { previous: None },
-    })
-}
-
-/// Records the proof the way `continuation` says; returns the session id and its new cookie token.
-pub fn record_proof(
-    conn: &mut Conn,
-    continuation: &Continuation,
-    user_id: &str,
-    proof: &ProvenFactor,
-    client: &ClientInfo,
-    absolute_timeout: i64,
-) -> Result<(String, String), StoreError> {
-    match continuation {
-        Continuation::Same(id) => Ok((id.clone(), add_proof(conn, id, proof, client)?)),
-        Continuation::New { previous } => start(conn, user_id, previous.as_deref(), proof, client, absolute_timeout),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use ladder_store::Db;
@@ -170,7 +202,8 @@ mod tests {
     use super::*;
     use crate::manage::NewUser;
 
-    /// A step-up builds the session it leaves instead of reading it back: both must agree.
+    /// A proof builds the session it leaves instead of reading it back: both must agree, for a
+    /// new session (ending the browser's previous one) and for one continued.
     #[test]
     fn a_proof_leaves_the_session_as_reading_it_back_would() {
         let dir = tempfile::tempdir().unwrap();
@@ -178,24 +211,38 @@ mod tests {
         db.migrate().unwrap();
         let client = ClientInfo { ip: Some("192.0.2.1".into()), user_agent: Some("test".into()) };
         let proof = |factor, proven_at| ProvenFactor { factor, proven_at, user_verified: false };
-        let new = NewUser { username: "alice".into(), email: None, name: None, password: "correct horse".into(), is_admin: false };
-        let user = crate::manage::add_user(&db, new, 0).unwrap();
-        db.write(|conn| {
-            let (id, _) = start(conn, &user.id, None, &proof(Factor::Password, 100), &client, 3600)?;
-            let token = add_proof(conn, &id, &proof(Factor::Totp, 110), &client)?;
-            let before = by_token_in(conn, &token, 120, 600)?.expect("a live session");
-
-            let (token, built) = add_proof_to(conn, before.clone(), proof(Factor::Totp, 130), &client)?;
-            let (built, read) = (built.expect("still live"), by_token_in(conn, &token, 130, 600)?.expect("read back"));
+        let new = |name: &str| NewUser { username: name.into(), email: None, name: None, password: "correct horse".into(), is_admin: false };
+        let alice = crate::manage::add_user(&db, new("alice"), 0).unwrap();
+        let bob = crate::manage::add_user(&db, new("bob"), 0).unwrap();
+        let same = |built: &ActiveSession, read: &ActiveSession| {
             assert_eq!(
                 (&built.session, &built.user, &built.proofs, &built.enrolled),
                 (&read.session, &read.user, &read.proofs, &read.enrolled)
             );
-            assert_eq!(built.proofs, vec![proof(Factor::Totp, 130), proof(Factor::Password, 100)]);
+        };
+        db.write(|conn| {
+            let enrolled = factors::enrolled(conn, &alice.id)?;
+            let first = PreparedProof::joining(None, alice.clone(), enrolled.clone(), proof(Factor::Password, 100), &client, 3600);
+            assert!(first.record(conn)?);
+            same(&first.after, &by_token_in(conn, &first.token, 100, 600)?.expect("a new session"));
+            let token = add_proof(conn, &first.after.session.id, &proof(Factor::Totp, 110), &client)?;
+            let before = by_token_in(conn, &token, 120, 600)?.expect("a live session");
 
-            sessions::end_session(conn, &id, 140)?;
-            let (_, ended) = add_proof_to(conn, before, proof(Factor::Totp, 150), &client)?;
-            assert!(ended.is_none(), "a session ended meanwhile is not continued");
+            let again = PreparedProof::joining(Some(before.clone()), alice.clone(), enrolled, proof(Factor::Password, 125), &client, 3600);
+            assert_eq!(again.after.session.id, before.session.id, "the same user continues the session");
+            let stepped = PreparedProof::continuing(before.clone(), proof(Factor::Totp, 130), &client);
+            assert!(stepped.record(conn)?);
+            same(&stepped.after, &by_token_in(conn, &stepped.token, 130, 600)?.expect("read back"));
+            assert_eq!(stepped.after.proofs, vec![proof(Factor::Totp, 130), proof(Factor::Password, 100)]);
+
+            let enrolled = factors::enrolled(conn, &bob.id)?;
+            let other = PreparedProof::joining(Some(stepped.after.clone()), bob.clone(), enrolled, proof(Factor::Password, 135), &client, 3600);
+            assert!(other.record(conn)?);
+            same(&other.after, &by_token_in(conn, &other.token, 135, 600)?.expect("bob's session"));
+            assert!(by_token_in(conn, &stepped.token, 135, 600)?.is_none(), "another user's proof ends the previous session");
+
+            let late = PreparedProof::continuing(before, proof(Factor::Totp, 150), &client);
+            assert!(!late.record(conn)?, "a session ended meanwhile is not continued");
             Ok(())
         })
         .unwrap();

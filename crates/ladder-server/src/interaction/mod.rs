@@ -21,7 +21,7 @@ use crate::browser::{ClientInfo, browser_hash, check_csrf};
 use crate::endpoints::authorize::unmet;
 use crate::errors::{AppError, PageError};
 use crate::grant::{self, AuthRequest, Grant, redirect_with};
-use crate::session::{self, ActiveSession};
+use crate::session::{self, ActiveSession, PreparedProof};
 use crate::state::AppState;
 use crate::stepup::{self, Evaluation};
 
@@ -130,6 +130,48 @@ pub enum Next {
     Step { step: Step, reason: Reason, why: Option<String>, session: Option<Box<ActiveSession>>, enrolled: Vec<Factor> },
 }
 
+/// What the step-up plan says for a session, decided before anything is written.
+pub enum Decision {
+    /// No session (of the pinned user): sign in first.
+    SignIn,
+    /// Nothing is missing: issue the code.
+    Complete(Box<Completion>),
+    /// The user cannot reach what the request requires.
+    Unmet(Box<Unmet>),
+    /// Show this step; `why` is the risk sentence when a signal raised the level.
+    Step { step: Step, reason: Reason, why: Option<String> },
+}
+
+/// Asks the plan what is missing for the (pinned) session.
+pub async fn decide(
+    state: &AppState,
+    req: &HttpRequest,
+    pending: &Pending,
+    active: Option<&ActiveSession>,
+) -> Result<Decision, PageError> {
+    let Some(active) = active.filter(|s| is_pinned_user(&pending.request, s)) else {
+        return Ok(Decision::SignIn);
+    };
+    let now = state.now();
+    let moment = crate::risk::Moment::InFlow;
+    let risk = crate::risk::assess(state, req, &pending.request, Some(active), &pending.client, moment).await?;
+    let evaluation =
+        stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &active.enrolled, &risk.raises, now)
+            .map_err(|e| AppError::Policy(e.to_string()))?;
+    let unmet = |evaluation: &Evaluation| Decision::Unmet(Box::new(Unmet::new(req, pending, active, evaluation)));
+    Ok(match &evaluation.plan {
+        Plan::Satisfied => match Completion::new(state, req, pending, active, &evaluation, &risk, now) {
+            Some(completion) => Decision::Complete(Box::new(completion)),
+            None => unmet(&evaluation),
+        },
+        Plan::Unreachable => unmet(&evaluation),
+        Plan::Prove { reason, steps, .. } => match steps.first() {
+            Some(step) => Decision::Step { step: *step, reason: reason.clone(), why: stepup::risk_reason(&evaluation.target) },
+            None => unmet(&evaluation),
+        },
+    })
+}
+
 /// Asks the plan what is missing for the (pinned) session; completes the request when nothing is.
 pub async fn advance(
     state: &AppState,
@@ -137,133 +179,189 @@ pub async fn advance(
     pending: &Pending,
     active: Option<ActiveSession>,
 ) -> Result<Next, PageError> {
-    let active = active.filter(|s| is_pinned_user(&pending.request, s));
-    let Some(active) = active else {
-        let first = Step::Prove(Factor::Password);
-        return Ok(Next::Step { step: first, reason: Reason::NoSession, why: None, session: None, enrolled: vec![] });
-    };
-    let enrolled = active.enrolled.clone();
-    let now = state.now();
-    let moment = crate::risk::Moment::InFlow;
-    let risk = crate::risk::assess(state, req, &pending.request, Some(&active), &pending.client, moment).await?;
-    let evaluation =
-        stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &enrolled, &risk.raises, now)
-            .map_err(|e| AppError::Policy(e.to_string()))?;
-    match &evaluation.plan {
-        Plan::Satisfied => {
-            let (location, device) = complete(state, req, pending, active, &evaluation, &risk).await?;
-            Ok(Next::Done { location, device })
+    let decision = decide(state, req, pending, active.as_ref()).await?;
+    act(state, pending, decision, active).await
+}
+
+/// Carries out a decision made for `active`.
+async fn act(state: &AppState, pending: &Pending, decision: Decision, active: Option<ActiveSession>) -> Result<Next, PageError> {
+    Ok(match decision {
+        Decision::SignIn => {
+            let first = Step::Prove(Factor::Password);
+            Next::Step { step: first, reason: Reason::NoSession, why: None, session: None, enrolled: vec![] }
         }
-        Plan::Unreachable => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
-        Plan::Prove { reason, steps, .. } => match steps.first() {
-            Some(step) => Ok(Next::Step {
-                step: *step,
-                reason: reason.clone(),
-                why: stepup::risk_reason(&evaluation.target),
-                session: Some(Box::new(active)),
-                enrolled,
-            }),
-            None => fail_unmet(state, req, pending, &active, &evaluation).await.map(Next::Leave),
-        },
+        Decision::Complete(completion) => {
+            let (location, device) = completion.commit(state).await?;
+            Next::Done { location, device }
+        }
+        Decision::Unmet(unmet) => Next::Leave(unmet.commit(state, pending).await?),
+        Decision::Step { step, reason, why } => {
+            let enrolled = active.as_ref().map(|a| a.enrolled.clone()).unwrap_or_default();
+            Next::Step { step, reason, why, session: active.map(Box::new), enrolled }
+        }
+    })
+}
+
+/// Issuing the code of a request whose plan is satisfied: prepared outside the transaction, run
+/// inside it (`run`, which can share the transaction of the proof that satisfied the plan).
+pub struct Completion {
+    grant: Grant,
+    visit: crate::risk::DeviceVisit,
+    issuer: String,
+    ttl: i64,
+    request: AuthRequest,
+    interaction_id: String,
+    user_id: String,
+    session_id: String,
+    info: ClientInfo,
+    detail: serde_json::Value,
+    level: String,
+    signals: Vec<&'static str>,
+    now: i64,
+}
+
+/// What `Completion::run` did: the RP's location with the code, and whether the browser is a new
+/// device of the user's. None when the interaction had already completed.
+pub type Issued = Option<(String, bool)>;
+
+impl Completion {
+    /// None when the proofs cannot back a grant (`Grant::from_proofs`): the request is then unmet.
+    fn new(
+        state: &AppState,
+        req: &HttpRequest,
+        pending: &Pending,
+        active: &ActiveSession,
+        evaluation: &Evaluation,
+        risk: &crate::risk::Assessment,
+        now: i64,
+    ) -> Option<Self> {
+        let grant = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now)?;
+        let request = &pending.request;
+        let detail = json!({
+            "reason": request.stepup_reason,
+            "requested_acr": request.acr.values(),
+            "achieved_acr": grant.acr,
+            "amr": grant.amr,
+            "raised_by": stepup::raise_reasons(&evaluation.target),
+            "signals": crate::endpoints::authorize::signal_kinds(&risk.signals),
+        });
+        Some(Completion {
+            grant,
+            visit: crate::risk::DeviceVisit::new(state, req),
+            issuer: state.issuer.clone(),
+            ttl: state.settings.tokens.code_ttl_secs,
+            request: request.clone(),
+            interaction_id: pending.interaction.id.clone(),
+            user_id: active.user.id.clone(),
+            session_id: active.session.id.clone(),
+            info: ClientInfo::from_request(req),
+            detail,
+            level: evaluation.target.level.name().to_owned(),
+            signals: risk.signals.iter().map(|s| s.kind.as_str()).collect(),
+            now,
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.request.stepup_reason.is_some() { "stepup" } else { "login" }
+    }
+
+    /// Issues the code once (the interaction is deleted in the same transaction), audits the
+    /// outcome and remembers the browser as the user's device.
+    pub fn run(&self, conn: &mut Conn) -> Result<Issued, StoreError> {
+        if !interactions::delete_interaction(conn, &self.interaction_id)? {
+            return Ok(None);
+        }
+        let (user_id, session_id, now) = (self.user_id.as_str(), self.session_id.as_str(), self.now);
+        let subject = Subject { user_id: Some(user_id), session_id: Some(session_id), client_id: Some(&self.request.client_id) };
+        audit::record(conn, now, self.kind(), "success", subject, &self.info, self.detail.clone())?;
+        let location = grant::issue_code(conn, &self.request, user_id, session_id, &self.grant, &self.issuer, self.ttl, now)?;
+        let new_device = self.visit.record(conn, user_id, now)?;
+        Ok(Some((location, new_device)))
+    }
+
+    /// After the commit: the location, and the cookie of a new device.
+    pub fn finish(self, state: &AppState, issued: Issued) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
+        let (location, new_device) = issued.ok_or_else(expired)?;
+        for kind in &self.signals {
+            state.metrics.signal(kind);
+        }
+        state.metrics.authentication(self.kind(), &self.level, "success", self.now - self.request.requested_at);
+        Ok((location, new_device.then(|| self.visit.cookie(state))))
+    }
+
+    /// `run` in a transaction of its own, then `finish`.
+    async fn commit(self, state: &AppState) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
+        let (completion, issued) = state
+            .write(move |conn| {
+                let issued = self.run(conn)?;
+                Ok((self, issued))
+            })
+            .await?;
+        completion.finish(state, issued)
     }
 }
 
-/// Issues the code (once: the interaction is deleted in the same transaction), audits the outcome
-/// and remembers the browser as the user's device, in one transaction.
-async fn complete(
-    state: &AppState,
-    req: &HttpRequest,
-    pending: &Pending,
-    active: ActiveSession,
-    evaluation: &Evaluation,
-    risk: &crate::risk::Assessment,
-) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
-    let now = state.now();
-    let Some(grant) = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now) else {
-        return Ok((fail_unmet(state, req, pending, &active, evaluation).await?, None));
-    };
-    let visit = crate::risk::DeviceVisit::new(state, req);
-    let (issuer, ttl) = (state.issuer.clone(), state.settings.tokens.code_ttl_secs);
-    let (request, id) = (pending.request.clone(), pending.interaction.id.clone());
-    let info = ClientInfo::from_request(req);
-    let kind = if request.stepup_reason.is_some() { "stepup" } else { "login" };
-    let detail = json!({
-        "reason": request.stepup_reason,
-        "requested_acr": request.acr.values(),
-        "achieved_acr": grant.acr,
-        "amr": grant.amr,
-        "raised_by": stepup::raise_reasons(&evaluation.target),
-        "signals": crate::endpoints::authorize::signal_kinds(&risk.signals),
-    });
-    let (level, started) = (evaluation.target.level.name().to_owned(), request.requested_at);
-    for s in &risk.signals {
-        state.metrics.signal(s.kind.as_str());
-    }
-    let (location, visit) = state
-        .write(move |conn| {
-            if !interactions::delete_interaction(conn, &id)? {
-                return Ok((None, None));
-            }
-            audit::record(
-                conn,
-                now,
-                kind,
-                "success",
-                Subject { user_id: Some(&active.user.id), session_id: Some(&active.session.id), client_id: Some(&request.client_id) },
-                &info,
-                detail,
-            )?;
-            let location = grant::issue_code(conn, &request, &active.user.id, &active.session.id, &grant, &issuer, ttl, now)?;
-            let new_device = visit.record(conn, &active.user.id, now)?;
-            Ok((Some(location), new_device.then_some(visit)))
-        })
-        .await?;
-    state.metrics.authentication(kind, &level, "success", now - started);
-    Ok((location.ok_or_else(expired)?, visit.map(|v| v.cookie(state))))
+/// Telling the RP that the user cannot reach what its request requires (OIDC Core §3.1.2.6).
+pub struct Unmet {
+    request: AuthRequest,
+    interaction_id: String,
+    user_id: String,
+    session_id: String,
+    info: ClientInfo,
+    detail: serde_json::Value,
+    target: String,
 }
 
-/// The user cannot reach what this request requires: tell the RP (OIDC Core §3.1.2.6).
-async fn fail_unmet(
-    state: &AppState,
-    req: &HttpRequest,
-    pending: &Pending,
-    active: &ActiveSession,
-    evaluation: &Evaluation,
-) -> Result<String, PageError> {
-    let now = state.now();
-    let (request, id) = (pending.request.clone(), pending.interaction.id.clone());
-    let (user_id, session_id) = (active.user.id.clone(), active.session.id.clone());
-    let info = ClientInfo::from_request(req);
-    let detail = json!({
-        "reason": request.stepup_reason,
-        "requested_acr": request.acr.values(),
-        "essential": evaluation.target.is_essential(),
-        "target": evaluation.target.level.name(),
-        "raised_by": stepup::raise_reasons(&evaluation.target),
-    });
-    state.metrics.authentication("stepup", evaluation.target.level.name(), "unmet", 0);
-    let error = unmet();
-    let mut pairs = vec![("error", error.code), ("error_description", error.description.as_str())];
-    if let Some(s) = &request.state {
-        pairs.push(("state", s));
+impl Unmet {
+    fn new(req: &HttpRequest, pending: &Pending, active: &ActiveSession, evaluation: &Evaluation) -> Self {
+        let request = pending.request.clone();
+        let detail = json!({
+            "reason": request.stepup_reason,
+            "requested_acr": request.acr.values(),
+            "essential": evaluation.target.is_essential(),
+            "target": evaluation.target.level.name(),
+            "raised_by": stepup::raise_reasons(&evaluation.target),
+        });
+        Unmet {
+            request,
+            interaction_id: pending.interaction.id.clone(),
+            user_id: active.user.id.clone(),
+            session_id: active.session.id.clone(),
+            info: ClientInfo::from_request(req),
+            detail,
+            target: evaluation.target.level.name().to_owned(),
+        }
     }
-    pairs.push(("iss", &state.issuer));
-    let location = redirect_with(&request.redirect_uri, &pairs);
-    state
-        .write(move |conn| {
-            interactions::delete_interaction(conn, &id)?;
-            audit::record(
-                conn,
-                now,
-                "stepup",
-                "unmet",
-                Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&request.client_id) },
-                &info,
-                detail,
-            )
-        })
-        .await?;
-    Ok(location)
+
+    /// Ends the interaction, audits the outcome; the RP's location with the error.
+    async fn commit(self, state: &AppState, pending: &Pending) -> Result<String, PageError> {
+        let now = state.now();
+        state.metrics.authentication("stepup", &self.target, "unmet", 0);
+        let error = unmet();
+        let mut pairs = vec![("error", error.code), ("error_description", error.description.as_str())];
+        if let Some(s) = &pending.request.state {
+            pairs.push(("state", s));
+        }
+        pairs.push(("iss", &state.issuer));
+        let location = redirect_with(&pending.request.redirect_uri, &pairs);
+        let Unmet { request, interaction_id, user_id, session_id, info, detail, .. } = self;
+        state
+            .write(move |conn| {
+                interactions::delete_interaction(conn, &interaction_id)?;
+                audit::record(
+                    conn,
+                    now,
+                    "stepup",
+                    "unmet",
+                    Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&request.client_id) },
+                    &info,
+                    detail,
+                )
+            })
+            .await?;
+        Ok(location)
+    }
 }
 
 pub fn see_other(location: &str) -> HttpResponse {
@@ -273,22 +371,81 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// After a step's proof: straight to the RP when nothing else is missing, else to the next page.
-/// `active` is the session as the proof's transaction left it (`session::by_token_in`).
-pub async fn after_step(
-    state: &AppState,
-    req: &HttpRequest,
-    pending: &Pending,
-    token: String,
-    active: Option<ActiveSession>,
-) -> Result<HttpResponse, PageError> {
-    let (location, device) = leave_to(pending, advance(state, req, pending, active).await?);
-    let mut resp = see_other(&location);
-    resp.add_cookie(&crate::browser::session_cookie(state, token)).map_err(|e| AppError::Blocking(e.to_string()))?;
-    if let Some(cookie) = device {
-        resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;
+/// A verified proof on its way in: the session it will leave, and what the plan says for that
+/// session, asked before anything is written. When nothing more is missing, the code is issued in
+/// the proof's own transaction: one commit and no read-back for a sign-in or step-up.
+pub struct ProvenStep {
+    prepared: PreparedProof,
+    decision: Option<Decision>,
+}
+
+impl ProvenStep {
+    pub async fn plan(state: &AppState, req: &HttpRequest, pending: &Pending, prepared: PreparedProof) -> Result<Self, PageError> {
+        let decision = decide(state, req, pending, Some(&prepared.after)).await?;
+        Ok(ProvenStep { prepared, decision: Some(decision) })
     }
-    Ok(resp)
+
+    /// Without asking the plan now: it is asked when the browser continues (a page comes first).
+    pub fn unplanned(prepared: PreparedProof) -> Self {
+        ProvenStep { prepared, decision: None }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.prepared.after.session.id
+    }
+
+    /// Inside the step's transaction: records the proof and, when nothing more is missing, issues
+    /// the code.
+    pub fn record(self, conn: &mut Conn) -> Result<Recorded, StoreError> {
+        let live = self.prepared.record(conn)?;
+        let PreparedProof { after, token, .. } = self.prepared;
+        let onward = match (live, self.decision) {
+            (false, _) => Onward::Ask(None),
+            (true, Some(Decision::Complete(completion))) => {
+                let issued = completion.run(conn)?;
+                Onward::Issued(completion, issued)
+            }
+            (true, Some(decision)) => Onward::Decided(decision, Box::new(after)),
+            (true, None) => Onward::Ask(Some(after)),
+        };
+        Ok(Recorded { token, onward })
+    }
+}
+
+/// A proof recorded: the session's new cookie token, and the way on.
+pub struct Recorded {
+    pub token: String,
+    onward: Onward,
+}
+
+enum Onward {
+    /// The code was issued in the proof's transaction.
+    Issued(Box<Completion>, Issued),
+    /// The plan, asked for the session the proof left, said this.
+    Decided(Decision, Box<ActiveSession>),
+    /// The plan is asked now, for this session (none: it ended meanwhile).
+    Ask(Option<ActiveSession>),
+}
+
+impl Recorded {
+    /// After the commit: to the RP or the next step, with the new session cookie.
+    pub async fn respond(self, state: &AppState, req: &HttpRequest, pending: &Pending) -> Result<HttpResponse, PageError> {
+        let next = match self.onward {
+            Onward::Issued(completion, issued) => {
+                let (location, device) = completion.finish(state, issued)?;
+                Next::Done { location, device }
+            }
+            Onward::Decided(decision, active) => act(state, pending, decision, Some(*active)).await?,
+            Onward::Ask(active) => advance(state, req, pending, active).await?,
+        };
+        let (location, device) = leave_to(pending, next);
+        let mut resp = see_other(&location);
+        resp.add_cookie(&crate::browser::session_cookie(state, self.token)).map_err(|e| AppError::Blocking(e.to_string()))?;
+        if let Some(cookie) = device {
+            resp.add_cookie(&cookie).map_err(|e| AppError::Blocking(e.to_string()))?;
+        }
+        Ok(resp)
+    }
 }
 
 /// Where the browser goes after a step, and — when the request completed — the cookie that

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ladder_core::{Factor, ProvenFactor};
 use ladder_store::passkeys::{self, Challenge, StoredPasskey};
-use ladder_store::users;
+use ladder_store::{factors, users};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use webauthn_rs::prelude::{
@@ -22,7 +22,7 @@ use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, check_csrf, session_cookie};
 use crate::crypto::random_token;
 use crate::errors::{AppError, OAuthError};
-use crate::session::{self, ActiveSession};
+use crate::session::{self, ActiveSession, PreparedProof};
 use crate::state::AppState;
 
 const CHALLENGE_TTL: i64 = 300;
@@ -205,31 +205,36 @@ pub async fn sign_in(
         return Err(failed(403, "This request is for another account."));
     }
     let user_id = stored.user_id.clone();
-    let user = state.lookup(move |conn| users::find_user(conn, &user_id)).await?.filter(|u| !u.disabled);
-    let Some(user) = user else {
+    let found = state
+        .lookup(move |conn| match users::find_user(conn, &user_id)?.filter(|u| !u.disabled) {
+            Some(user) => Ok(Some((factors::enrolled(conn, &user.id)?, user))),
+            None => Ok(None),
+        })
+        .await?;
+    let Some((enrolled, user)) = found else {
         return Err(failed(403, "This account cannot sign in."));
     };
     passkey.update_credential(&result);
     let updated = serde_json::to_string(&passkey).map_err(AppError::from)?;
     let proof = ProvenFactor { factor: Factor::Passkey, proven_at: now, user_verified: result.user_verified() };
-    let continuation = session::continuation(&state, &req, &user.id).await?;
+    let current = session::current(&state, &req).await?;
     let (absolute, client_id, passkey_id) = (state.settings.session.absolute_timeout_secs, pending.client.id.clone(), stored.id.clone());
-    let idle = state.settings.session.idle_timeout_secs;
+    let prepared = PreparedProof::joining(current, user, enrolled, proof, &info, absolute);
     let (token, active) = state
         .write(move |conn| {
             passkeys::record_use(conn, &passkey_id, &updated, now)?;
-            let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &info, absolute)?;
+            let live = prepared.record(conn)?;
+            let session = &prepared.after.session;
             audit::record(
                 conn,
                 now,
                 "factor",
                 "success",
-                Subject { user_id: Some(&user.id), session_id: Some(&session_id), client_id: Some(&client_id) },
+                Subject { user_id: Some(&session.user_id), session_id: Some(&session.id), client_id: Some(&client_id) },
                 &info,
                 json!({ "factor": "passkey", "user_verified": proof.user_verified, "passkey": passkey_id }),
             )?;
-            let active = session::by_token_in(conn, &token, now, idle)?;
-            Ok((token, active))
+            Ok((prepared.token, live.then_some(prepared.after)))
         })
         .await?;
     continue_json(&state, &req, &pending, token, active).await
@@ -367,7 +372,7 @@ async fn audit_failure(
 }
 
 /// Where the browser goes next (the RP, or the next step), with the rotated session cookie.
-/// `active` is the session as the proof's transaction left it, as for `after_step`.
+/// `active` is the session as the proof's transaction left it.
 async fn continue_json(
     state: &AppState,
     req: &HttpRequest,

@@ -5,16 +5,16 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ladder_core::{Factor, ProvenFactor, Reason, Step, password};
-use ladder_store::users;
+use ladder_store::{factors, users};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Pending, after_step, load_for_post_with, pages};
+use super::{Pending, ProvenStep, load_for_post_with, pages};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::ClientInfo;
 use crate::errors::PageError;
-use crate::session;
+use crate::session::{self, PreparedProof};
 use crate::state::AppState;
 
 const GENERIC_FAILURE: &str = "That username and password don't match. Check them and try again.";
@@ -66,7 +66,8 @@ pub async fn submit(
         let locked = attempts::locked_for_in(conn, &lock_keys, now)?;
         let Some(user) = users::find_user_by_username(conn, &lookup)? else { return Ok((locked, None)) };
         let hash = users::find_password_hash(conn, &user.id)?;
-        Ok((locked, Some((user, hash))))
+        let enrolled = factors::enrolled(conn, &user.id)?;
+        Ok((locked, Some((user, hash, enrolled))))
     })
     .await?;
     if let Some(wait) = locked {
@@ -75,14 +76,14 @@ pub async fn submit(
     }
 
     // Same argon2 cost whether or not the account exists or can sign in.
-    let phc = found.as_ref().and_then(|(_, h)| h.clone()).unwrap_or_else(|| password::dummy_hash().to_owned());
+    let phc = found.as_ref().and_then(|(_, h, _)| h.clone()).unwrap_or_else(|| password::dummy_hash().to_owned());
     let matched = state.verify_password(form.password, phc).await?;
     // Kept server-side only (the page says the same either way): feeds the recent-failures signal.
-    let known_id = found.as_ref().map(|(u, _)| u.id.clone());
-    let user = found.map(|(u, _)| u).filter(|u| matched && !u.disabled);
+    let known_id = found.as_ref().map(|(u, ..)| u.id.clone());
+    let user = found.filter(|(u, ..)| matched && !u.disabled);
     let now = state.now();
 
-    let Some(user) = user else {
+    let Some((user, _, enrolled)) = user else {
         let (policies, client_id, info) = (attempts::policies(&state), pending.client.id.clone(), client.clone());
         state
             .write(move |conn| {
@@ -126,26 +127,28 @@ pub async fn submit(
     }
 
     let proof = ProvenFactor { factor: Factor::Password, proven_at: now, user_verified: false };
-    let continuation = session::continuation(&state, &req, &user.id).await?;
-    let (absolute, idle) = (state.settings.session.absolute_timeout_secs, state.settings.session.idle_timeout_secs);
+    let current = session::current(&state, &req).await?;
+    let (absolute, user_id) = (state.settings.session.absolute_timeout_secs, user.id.clone());
+    let prepared = PreparedProof::joining(current, user, enrolled, proof, &client, absolute);
+    // Asked before anything is written: a sign-in that needs nothing more gets its code in the
+    // proof's own transaction.
+    let step = ProvenStep::plan(&state, &req, &pending, prepared).await?;
     let client_id = pending.client.id.clone();
-    let (token, active) = state
+    let recorded = state
         .write(move |conn| {
             attempts::record_success(conn, &keys)?;
-            let (session_id, token) = session::record_proof(conn, &continuation, &user.id, &proof, &client, absolute)?;
             audit::record(
                 conn,
                 now,
                 "factor",
                 "success",
-                Subject { user_id: Some(&user.id), session_id: Some(&session_id), client_id: Some(&client_id) },
+                Subject { user_id: Some(&user_id), session_id: Some(step.session_id()), client_id: Some(&client_id) },
                 &client,
                 json!({ "factor": "password" }),
             )?;
-            let active = session::by_token_in(conn, &token, now, idle)?;
-            Ok((token, active))
+            step.record(conn)
         })
         .await?;
     state.metrics.factor("password", "success");
-    after_step(&state, &req, &pending, token, active).await
+    recorded.respond(&state, &req, &pending).await
 }

@@ -10,13 +10,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{self, NoticePage, RecoveryCodesPage, totp_context};
-use super::{Pending, after_step, is_pinned_user, load_for_post, load_for_post_with, pinned_session, see_other};
+use super::{Pending, ProvenStep, Recorded, is_pinned_user, load_for_post, load_for_post_with, pinned_session, see_other};
 use crate::attempts::{self, AttemptKeys};
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, session_cookie};
 use crate::crypto::sha256_hex;
 use crate::errors::{AppError, PageError};
-use crate::session::{self, ActiveSession};
+use crate::session::{self, ActiveSession, PreparedProof};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -52,8 +52,7 @@ pub fn new_recovery_codes() -> Result<Vec<String>, AppError> {
 }
 
 enum Outcome {
-    /// `active`: the session as the proof left it.
-    Accepted { token: String, active: Option<Box<ActiveSession>>, recovery_left: Option<i64> },
+    Accepted { recorded: Box<Recorded>, recovery_left: Option<i64> },
     Wrong,
     Replayed,
 }
@@ -87,7 +86,14 @@ pub async fn verify(
     }
 
     let (server_key, policies) = (state.server_key.clone(), attempts::policies(&state));
-    let before = active.clone();
+    let proof = ProvenFactor { factor, proven_at: now, user_verified: false };
+    let prepared = PreparedProof::continuing(active.clone(), proof, &client);
+    // Asked before anything is written: a step-up that needs nothing more gets its code in the
+    // proof's own transaction. A recovery code first shows how many are left.
+    let step = match use_recovery {
+        true => ProvenStep::unplanned(prepared),
+        false => ProvenStep::plan(&state, &req, &pending, prepared).await?,
+    };
     let (user_id, session_id, client_id) = (active.user.id.clone(), active.session.id.clone(), pending.client.id.clone());
     let (info, code, reason) = (client.clone(), form.code, pending.request.stepup_reason.clone());
     let outcome = state
@@ -126,11 +132,10 @@ pub async fn verify(
                 return Ok(Outcome::Wrong);
             }
             attempts::record_success(conn, &keys)?;
-            let proof = ProvenFactor { factor, proven_at: now, user_verified: false };
-            let (token, active) = session::add_proof_to(conn, before, proof, &info)?;
             audit::record(conn, now, "factor", "success", subject, &info, json!({ "factor": factor, "reason": reason }))?;
+            let recorded = Box::new(step.record(conn)?);
             let recovery_left = if use_recovery { Some(factors::unused_recovery_codes(conn, &user_id)?) } else { None };
-            Ok(Outcome::Accepted { token, active: active.map(Box::new), recovery_left })
+            Ok(Outcome::Accepted { recorded, recovery_left })
         })
         .await?;
 
@@ -141,10 +146,8 @@ pub async fn verify(
     };
     state.metrics.factor(factor.as_str(), outcome_label);
     match outcome {
-        Outcome::Accepted { token, active, recovery_left: None } => {
-            after_step(&state, &req, &pending, token, active.map(|a| *a)).await
-        }
-        Outcome::Accepted { token, recovery_left: Some(left), .. } => {
+        Outcome::Accepted { recorded, recovery_left: None } => recorded.respond(&state, &req, &pending).await,
+        Outcome::Accepted { recorded, recovery_left: Some(left) } => {
             let message = match left {
                 0 => "That was your last recovery code. Set up your authenticator again, or generate new codes from your account, before you need one.".to_owned(),
                 1 => "You have 1 recovery code left.".to_owned(),
@@ -157,7 +160,7 @@ pub async fn verify(
                 continue_label: format!("Continue to {}", pending.client.name),
             };
             let mut resp = pages::html(&page, StatusCode::OK)?;
-            resp.add_cookie(&session_cookie(&state, token)).map_err(|e| AppError::Blocking(e.to_string()))?;
+            resp.add_cookie(&session_cookie(&state, recorded.token)).map_err(|e| AppError::Blocking(e.to_string()))?;
             Ok(resp)
         }
         Outcome::Replayed => {
