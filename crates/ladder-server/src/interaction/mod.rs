@@ -406,7 +406,7 @@ impl ProvenStep {
                 Onward::Issued(completion, issued)
             }
             (true, Some(decision)) => Onward::Decided(decision, Box::new(after)),
-            (true, None) => Onward::Ask(Some(after)),
+            (true, None) => Onward::Ask(Some(Box::new(after))),
         };
         Ok(Recorded { token, onward })
     }
@@ -424,7 +424,7 @@ enum Onward {
     /// The plan, asked for the session the proof left, said this.
     Decided(Decision, Box<ActiveSession>),
     /// The plan is asked now, for this session (none: it ended meanwhile).
-    Ask(Option<ActiveSession>),
+    Ask(Option<Box<ActiveSession>>),
 }
 
 impl Recorded {
@@ -436,7 +436,7 @@ impl Recorded {
                 Next::Done { location, device }
             }
             Onward::Decided(decision, active) => act(state, pending, decision, Some(*active)).await?,
-            Onward::Ask(active) => advance(state, req, pending, active).await?,
+            Onward::Ask(active) => advance(state, req, pending, active.map(|a| *a)).await?,
         };
         let (location, device) = leave_to(pending, next);
         let mut resp = see_other(&location);
