@@ -35,12 +35,32 @@ pub fn current_reader(
     req: &HttpRequest,
 ) -> impl FnOnce(&mut Conn) -> Result<Option<ActiveSession>, StoreError> + Send + 'static {
     let (token, now, idle) = (session_token(state, req), state.now(), state.settings.session.idle_timeout_secs);
-    move |conn| token.map(|t| by_token_in(conn, &t, now, idle)).transpose().map(Option::flatten)
+    let db = state.db.clone();
+    move |conn| {
+        let Some(found) = token.map(|t| find_active(conn, &t, now, idle)).transpose()?.flatten() else { return Ok(None) };
+        if found.session.last_seen_at < now {
+            // The request does not wait on its session's last-seen time.
+            let id = found.session.id.clone();
+            db.write_aside(conn, move |conn| sessions::touch(conn, &id, now));
+        }
+        Ok(Some(found))
+    }
 }
 
-/// The live session a cookie token names, inside a caller's round trip (also right after a proof
-/// rotated the token).
+/// The live session a cookie token names, inside a caller's write transaction (also right after
+/// a proof rotated the token).
 pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
+    let found = find_active(conn, token, now, idle)?;
+    if let Some(active) = &found
+        && active.session.last_seen_at < now
+    {
+        sessions::touch(conn, &active.session.id, now)?;
+    }
+    Ok(found)
+}
+
+/// The live session a cookie token names, with its enabled user, proofs and enrolled factors.
+fn find_active(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
     let Some(session) = sessions::find_live_session(conn, &secret_key(token), now, idle)? else {
         return Ok(None);
     };
@@ -48,10 +68,6 @@ pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<
         return Ok(None);
     };
     let proofs = sessions::proven_factors(conn, &session.id)?;
-    // Unchanged within the second (every page of one flow): no write, no commit.
-    if session.last_seen_at != now {
-        sessions::touch(conn, &session.id, now)?;
-    }
     let enrolled = factors::enrolled(conn, &user.id)?;
     Ok(Some(ActiveSession { session, user, proofs, enrolled }))
 }

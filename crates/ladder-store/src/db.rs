@@ -244,17 +244,34 @@ impl Db {
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Corrupt("a write transaction panicked".into())));
         }
-        let group = match self.group.get() {
-            Some(group) => group,
-            None => {
-                // The thread's own handle has no group of its own: a cycle would keep it alive.
-                let inner = Db { group: Default::default(), ..self.clone() };
-                let started = crate::group_commit::GroupWriter::start(inner)
-                    .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
-                self.group.get_or_init(|| started)
-            }
+        self.group()?.write(f).await
+    }
+
+    /// A small write for a reader that does not wait on it (a session's last-seen time), from
+    /// inside its read on `conn`. On SQLite it joins the writer thread's next batch and this
+    /// returns at once: from the reader's own connection it would take SQLite's write lock beside
+    /// the writer thread and wait in SQLite's sleeping busy handler, on an async worker. On
+    /// PostgreSQL, which takes concurrent writers, it runs on `conn`. A failure is logged.
+    pub fn write_aside(&self, conn: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<(), StoreError> + Send + 'static) {
+        let queued = match self.is_sqlite {
+            true => self.group().map(|group| group.queue(f)),
+            false => f(conn),
         };
-        group.write(f).await
+        if let Err(e) = queued {
+            tracing::warn!(error = %e, "a background write failed");
+        }
+    }
+
+    /// The SQLite writer thread, started on first use.
+    fn group(&self) -> Result<&crate::group_commit::GroupWriter, StoreError> {
+        if let Some(group) = self.group.get() {
+            return Ok(group);
+        }
+        // The thread's own handle has no group of its own: a cycle would keep it alive.
+        let inner = Db { group: Default::default(), ..self.clone() };
+        let started = crate::group_commit::GroupWriter::start(inner)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the database writer: {e}")))?;
+        Ok(self.group.get_or_init(|| started))
     }
 
     /// Runs `f` on a connection while holding the in-process write lock.
@@ -322,5 +339,31 @@ mod tests {
         drop(held);
         assert!(db.read_if_idle(read).is_ok());
         assert!(ran.get());
+    }
+
+    /// A reader's write aside never takes SQLite's write lock itself: while another connection
+    /// holds it, the read returns at once, and the write lands once the lock is free.
+    #[test]
+    fn a_write_aside_waits_for_the_writer_not_the_reader() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::migrated_in(&dir, 3);
+        let mut holder = db.conn().unwrap();
+        holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+        let started = Instant::now();
+        db.read(|conn| {
+            let insert = "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u1', 'aside', 0, 0)";
+            db.write_aside(conn, move |conn| Ok(conn.batch_execute(insert)?));
+            Ok(())
+        })
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "the read waited for SQLite's write lock");
+        assert_eq!(db.read(count_users).unwrap(), 0);
+        holder.batch_execute("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while db.read(count_users).unwrap() == 0 {
+            assert!(Instant::now() < deadline, "the write aside never landed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -119,6 +119,16 @@ impl GroupWriter {
         self.queue.send(job).map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
+
+    /// Queues `f` for the next batch and returns at once: nobody waits on it, and a failure is
+    /// logged.
+    pub(crate) fn queue(&self, f: impl FnOnce(&mut Conn) -> Result<(), StoreError> + Send + 'static) {
+        let (reply, _) = oneshot::channel();
+        let work = move |conn: &mut Conn| f(conn).inspect_err(|e| tracing::warn!(error = %e, "a background write failed"));
+        if self.queue.send(Box::new(Pending { work: Some(work), result: None, reply })).is_err() {
+            tracing::warn!("the database writer has stopped; a background write was dropped");
+        }
+    }
 }
 
 /// Copies what it can of the WAL into the database without waiting for readers (`PASSIVE`).

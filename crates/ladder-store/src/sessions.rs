@@ -76,7 +76,9 @@ pub fn rotate_token(conn: &mut Conn, id: &str, new_token_hash: &str, now: i64) -
 
 pub fn touch(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
     struct Touch;
-    let touch = diesel::update(sessions::table.find(id)).set(sessions::last_seen_at.eq(now)).returning(sessions::id);
+    // Never backwards: a touch queued behind a later write of the same session (`write_aside`).
+    let session = sessions::table.find(id).filter(sessions::last_seen_at.lt(now));
+    let touch = diesel::update(session).set(sessions::last_seen_at.eq(now)).returning(sessions::id);
     native!(conn => prepared::<Touch, _>(touch).get_result::<String>(conn).optional())?;
     Ok(())
 }
