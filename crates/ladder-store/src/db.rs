@@ -250,8 +250,9 @@ impl Db {
     /// A small write for a reader that does not wait on it (a session's last-seen time), from
     /// inside its read on `conn`. On SQLite it joins the writer thread's next batch and this
     /// returns at once: from the reader's own connection it would take SQLite's write lock beside
-    /// the writer thread and wait in SQLite's sleeping busy handler, on an async worker. On
-    /// PostgreSQL, which takes concurrent writers, it runs on `conn`. A failure is logged.
+    /// the writer thread (waiting in SQLite's sleeping busy handler, on an async worker, whenever
+    /// the writer held it) and commit alone. On PostgreSQL, which takes concurrent writers, it
+    /// runs on `conn`. A failure is logged.
     pub fn write_aside(&self, conn: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<(), StoreError> + Send + 'static) {
         let queued = match self.is_sqlite {
             true => self.group().map(|group| group.queue(f)),
