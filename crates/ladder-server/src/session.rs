@@ -72,22 +72,8 @@ fn find_active(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Opti
     Ok(Some(ActiveSession { session, user, proofs, enrolled }))
 }
 
-/// Starts a new session for `user_id` with `proof` as its first factor, ending `previous` (a new
-/// session id at every authentication). Returns the session id and the cookie token.
-pub fn start(
-    conn: &mut Conn,
-    user_id: &str,
-    previous: Option<&str>,
-    proof: &ProvenFactor,
-    client: &ClientInfo,
-    absolute_timeout: i64,
-) -> Result<(String, String), StoreError> {
-    let (session, token) = new_session(user_id, proof, client, absolute_timeout);
-    write_start(conn, &session, previous, proof, &proof_context(client))?;
-    Ok((session.id, token))
-}
-
-/// A session that `proof` starts, not yet written, and its cookie token.
+/// A session that `proof` starts (a new session id at every authentication), not yet written,
+/// and its cookie token.
 fn new_session(user_id: &str, proof: &ProvenFactor, client: &ClientInfo, absolute_timeout: i64) -> (Session, String) {
     let (now, token) = (proof.proven_at, new_keyed_secret());
     let session = Session {
