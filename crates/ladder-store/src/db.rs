@@ -96,10 +96,10 @@ impl r2d2::ManageConnection for Manager {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; the busy timeout makes writers wait
                 // for each other instead of failing with "database is locked" (set first: opening
-                // a WAL database another process is opening can be briefly busy). Checkpoints stay
-                // automatic: moving them to a background timer made the tail worse, not better
-                // (its fsyncs stall the writers; bench/RESULTS.md). A 256 KiB page cache per
-                // connection (default 2 MiB): lookups are by key and the OS caches the file; at
+                // a WAL database another process is opening can be briefly busy). The automatic
+                // checkpoint stays on, behind the idle writer's own (`group_commit`): a background
+                // timer alone, with it off, made the tail worse (bench/RESULTS.md). A 256 KiB page
+                // cache per connection (default 2 MiB): lookups are by key and the OS caches the file; at
                 // 1 MiB, eight caches were a tenth of the server's resident memory, for no speed.
                 // The automatic checkpoint waits for 4,000 WAL pages (16 MiB) rather than 1,000:
                 // the pages every commit touches (the audit chain's head, the newest index leaves)
