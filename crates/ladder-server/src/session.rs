@@ -213,7 +213,13 @@ mod tests {
         db.migrate().unwrap();
         let client = ClientInfo { ip: Some("192.0.2.1".into()), user_agent: Some("test".into()) };
         let proof = |factor, proven_at| ProvenFactor { factor, proven_at, user_verified: false };
-        let new = |name: &str| NewUser { username: name.into(), email: None, name: None, password: "correct horse".into(), is_admin: false };
+        let new = |name: &str| NewUser {
+            username: name.into(),
+            email: None,
+            name: None,
+            password: "correct horse".into(),
+            is_admin: false,
+        };
         let alice = crate::manage::add_user(&db, new("alice"), 0).unwrap();
         let bob = crate::manage::add_user(&db, new("bob"), 0).unwrap();
         let same = |built: &ActiveSession, read: &ActiveSession| {
@@ -224,13 +230,15 @@ mod tests {
         };
         db.write(|conn| {
             let enrolled = factors::enrolled(conn, &alice.id)?;
-            let first = PreparedProof::joining(None, alice.clone(), enrolled.clone(), proof(Factor::Password, 100), &client, 3600);
+            let password = proof(Factor::Password, 100);
+            let first = PreparedProof::joining(None, alice.clone(), enrolled.clone(), password, &client, 3600);
             assert!(first.record(conn)?);
             same(&first.after, &by_token_in(conn, &first.token, 100, 600)?.expect("a new session"));
             let token = add_proof(conn, &first.after.session.id, &proof(Factor::Totp, 110), &client)?;
             let before = by_token_in(conn, &token, 120, 600)?.expect("a live session");
 
-            let again = PreparedProof::joining(Some(before.clone()), alice.clone(), enrolled, proof(Factor::Password, 125), &client, 3600);
+            let password = proof(Factor::Password, 125);
+            let again = PreparedProof::joining(Some(before.clone()), alice.clone(), enrolled, password, &client, 3600);
             assert_eq!(again.after.session.id, before.session.id, "the same user continues the session");
             let stepped = PreparedProof::continuing(before.clone(), proof(Factor::Totp, 130), &client);
             assert!(stepped.record(conn)?);
@@ -238,10 +246,12 @@ mod tests {
             assert_eq!(stepped.after.proofs, vec![proof(Factor::Totp, 130), proof(Factor::Password, 100)]);
 
             let enrolled = factors::enrolled(conn, &bob.id)?;
-            let other = PreparedProof::joining(Some(stepped.after.clone()), bob.clone(), enrolled, proof(Factor::Password, 135), &client, 3600);
+            let password = proof(Factor::Password, 135);
+            let other = PreparedProof::joining(Some(stepped.after.clone()), bob.clone(), enrolled, password, &client, 3600);
             assert!(other.record(conn)?);
             same(&other.after, &by_token_in(conn, &other.token, 135, 600)?.expect("bob's session"));
-            assert!(by_token_in(conn, &stepped.token, 135, 600)?.is_none(), "another user's proof ends the previous session");
+            let ended = by_token_in(conn, &stepped.token, 135, 600)?;
+            assert!(ended.is_none(), "another user's proof ends the previous session");
 
             let late = PreparedProof::continuing(before, proof(Factor::Totp, 150), &client);
             assert!(!late.record(conn)?, "a session ended meanwhile is not continued");

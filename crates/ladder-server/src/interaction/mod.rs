@@ -281,7 +281,11 @@ impl Completion {
     }
 
     /// After the commit: the location, and the cookie of a new device.
-    pub fn finish(self, state: &AppState, issued: Issued) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
+    pub fn finish(
+        self,
+        state: &AppState,
+        issued: Issued,
+    ) -> Result<(String, Option<actix_web::cookie::Cookie<'static>>), PageError> {
         let (location, new_device) = issued.ok_or_else(expired)?;
         for kind in &self.signals {
             state.metrics.signal(kind);
@@ -380,7 +384,12 @@ pub struct ProvenStep {
 }
 
 impl ProvenStep {
-    pub async fn plan(state: &AppState, req: &HttpRequest, pending: &Pending, prepared: PreparedProof) -> Result<Self, PageError> {
+    pub async fn plan(
+        state: &AppState,
+        req: &HttpRequest,
+        pending: &Pending,
+        prepared: PreparedProof,
+    ) -> Result<Self, PageError> {
         let decision = decide(state, req, pending, Some(&prepared.after)).await?;
         Ok(ProvenStep { prepared, decision: Some(decision) })
     }
