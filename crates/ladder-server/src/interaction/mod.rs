@@ -180,11 +180,11 @@ pub async fn advance(
     active: Option<ActiveSession>,
 ) -> Result<Next, PageError> {
     let decision = decide(state, req, pending, active.as_ref()).await?;
-    act(state, pending, decision, active).await
+    act(state, decision, active).await
 }
 
 /// Carries out a decision made for `active`.
-async fn act(state: &AppState, pending: &Pending, decision: Decision, active: Option<ActiveSession>) -> Result<Next, PageError> {
+async fn act(state: &AppState, decision: Decision, active: Option<ActiveSession>) -> Result<Next, PageError> {
     Ok(match decision {
         Decision::SignIn => {
             let first = Step::Prove(Factor::Password);
@@ -194,7 +194,7 @@ async fn act(state: &AppState, pending: &Pending, decision: Decision, active: Op
             let (location, device) = completion.commit(state).await?;
             Next::Done { location, device }
         }
-        Decision::Unmet(unmet) => Next::Leave(unmet.commit(state, pending).await?),
+        Decision::Unmet(unmet) => Next::Leave(unmet.commit(state).await?),
         Decision::Step { step, reason, why } => {
             let enrolled = active.as_ref().map(|a| a.enrolled.clone()).unwrap_or_default();
             Next::Step { step, reason, why, session: active.map(Box::new), enrolled }
@@ -205,19 +205,52 @@ async fn act(state: &AppState, pending: &Pending, decision: Decision, active: Op
 /// Issuing the code of a request whose plan is satisfied: prepared outside the transaction, run
 /// inside it (`run`, which can share the transaction of the proof that satisfied the plan).
 pub struct Completion {
+    ending: Ending,
     grant: Grant,
     visit: crate::risk::DeviceVisit,
     issuer: String,
     ttl: i64,
+    level: String,
+    signals: Vec<&'static str>,
+    now: i64,
+}
+
+/// How a pending request ends, either way: its interaction deleted and the outcome audited for
+/// the user and session it concerns.
+struct Ending {
     request: AuthRequest,
     interaction_id: String,
     user_id: String,
     session_id: String,
     info: ClientInfo,
     detail: serde_json::Value,
-    level: String,
-    signals: Vec<&'static str>,
-    now: i64,
+}
+
+impl Ending {
+    fn new(req: &HttpRequest, pending: &Pending, active: &ActiveSession, detail: serde_json::Value) -> Self {
+        Ending {
+            request: pending.request.clone(),
+            interaction_id: pending.interaction.id.clone(),
+            user_id: active.user.id.clone(),
+            session_id: active.session.id.clone(),
+            info: ClientInfo::from_request(req),
+            detail,
+        }
+    }
+
+    /// Deletes the interaction; false when it was already gone (completed or ended elsewhere).
+    fn end_interaction(&self, conn: &mut Conn) -> Result<bool, StoreError> {
+        interactions::delete_interaction(conn, &self.interaction_id)
+    }
+
+    fn audit(&self, conn: &mut Conn, now: i64, kind: &str, outcome: &str) -> Result<(), StoreError> {
+        let subject = Subject {
+            user_id: Some(&self.user_id),
+            session_id: Some(&self.session_id),
+            client_id: Some(&self.request.client_id),
+        };
+        audit::record(conn, now, kind, outcome, subject, &self.info, self.detail.clone())
+    }
 }
 
 /// What `Completion::run` did: the RP's location with the code, and whether the browser is a new
@@ -246,16 +279,11 @@ impl Completion {
             "signals": crate::endpoints::authorize::signal_kinds(&risk.signals),
         });
         Some(Completion {
+            ending: Ending::new(req, pending, active, detail),
             grant,
             visit: crate::risk::DeviceVisit::new(state, req),
             issuer: state.issuer.clone(),
             ttl: state.settings.tokens.code_ttl_secs,
-            request: request.clone(),
-            interaction_id: pending.interaction.id.clone(),
-            user_id: active.user.id.clone(),
-            session_id: active.session.id.clone(),
-            info: ClientInfo::from_request(req),
-            detail,
             level: evaluation.target.level.name().to_owned(),
             signals: risk.signals.iter().map(|s| s.kind.as_str()).collect(),
             now,
@@ -263,19 +291,19 @@ impl Completion {
     }
 
     fn kind(&self) -> &'static str {
-        if self.request.stepup_reason.is_some() { "stepup" } else { "login" }
+        if self.ending.request.stepup_reason.is_some() { "stepup" } else { "login" }
     }
 
     /// Issues the code once (the interaction is deleted in the same transaction), audits the
     /// outcome and remembers the browser as the user's device.
     pub fn run(&self, conn: &mut Conn) -> Result<Issued, StoreError> {
-        if !interactions::delete_interaction(conn, &self.interaction_id)? {
+        let (ending, now) = (&self.ending, self.now);
+        if !ending.end_interaction(conn)? {
             return Ok(None);
         }
-        let (user_id, session_id, now) = (self.user_id.as_str(), self.session_id.as_str(), self.now);
-        let subject = Subject { user_id: Some(user_id), session_id: Some(session_id), client_id: Some(&self.request.client_id) };
-        audit::record(conn, now, self.kind(), "success", subject, &self.info, self.detail.clone())?;
-        let location = grant::issue_code(conn, &self.request, user_id, session_id, &self.grant, &self.issuer, self.ttl, now)?;
+        ending.audit(conn, now, self.kind(), "success")?;
+        let (user_id, session_id) = (ending.user_id.as_str(), ending.session_id.as_str());
+        let location = grant::issue_code(conn, &ending.request, user_id, session_id, &self.grant, &self.issuer, self.ttl, now)?;
         let new_device = self.visit.record(conn, user_id, now)?;
         Ok(Some((location, new_device)))
     }
@@ -290,7 +318,8 @@ impl Completion {
         for kind in &self.signals {
             state.metrics.signal(kind);
         }
-        state.metrics.authentication(self.kind(), &self.level, "success", self.now - self.request.requested_at);
+        let waited = self.now - self.ending.request.requested_at;
+        state.metrics.authentication(self.kind(), &self.level, "success", waited);
         Ok((location, new_device.then(|| self.visit.cookie(state))))
     }
 
@@ -308,18 +337,13 @@ impl Completion {
 
 /// Telling the RP that the user cannot reach what its request requires (OIDC Core §3.1.2.6).
 pub struct Unmet {
-    request: AuthRequest,
-    interaction_id: String,
-    user_id: String,
-    session_id: String,
-    info: ClientInfo,
-    detail: serde_json::Value,
+    ending: Ending,
     target: String,
 }
 
 impl Unmet {
     fn new(req: &HttpRequest, pending: &Pending, active: &ActiveSession, evaluation: &Evaluation) -> Self {
-        let request = pending.request.clone();
+        let request = &pending.request;
         let detail = json!({
             "reason": request.stepup_reason,
             "requested_acr": request.acr.values(),
@@ -327,41 +351,26 @@ impl Unmet {
             "target": evaluation.target.level.name(),
             "raised_by": stepup::raise_reasons(&evaluation.target),
         });
-        Unmet {
-            request,
-            interaction_id: pending.interaction.id.clone(),
-            user_id: active.user.id.clone(),
-            session_id: active.session.id.clone(),
-            info: ClientInfo::from_request(req),
-            detail,
-            target: evaluation.target.level.name().to_owned(),
-        }
+        Unmet { ending: Ending::new(req, pending, active, detail), target: evaluation.target.level.name().to_owned() }
     }
 
     /// Ends the interaction, audits the outcome; the RP's location with the error.
-    async fn commit(self, state: &AppState, pending: &Pending) -> Result<String, PageError> {
+    async fn commit(self, state: &AppState) -> Result<String, PageError> {
         let now = state.now();
         state.metrics.authentication("stepup", &self.target, "unmet", 0);
+        let request = &self.ending.request;
         let error = unmet();
         let mut pairs = vec![("error", error.code), ("error_description", error.description.as_str())];
-        if let Some(s) = &pending.request.state {
+        if let Some(s) = &request.state {
             pairs.push(("state", s));
         }
         pairs.push(("iss", &state.issuer));
-        let location = redirect_with(&pending.request.redirect_uri, &pairs);
-        let Unmet { request, interaction_id, user_id, session_id, info, detail, .. } = self;
+        let location = redirect_with(&request.redirect_uri, &pairs);
+        let ending = self.ending;
         state
             .write(move |conn| {
-                interactions::delete_interaction(conn, &interaction_id)?;
-                audit::record(
-                    conn,
-                    now,
-                    "stepup",
-                    "unmet",
-                    Subject { user_id: Some(&user_id), session_id: Some(&session_id), client_id: Some(&request.client_id) },
-                    &info,
-                    detail,
-                )
+                ending.end_interaction(conn)?;
+                ending.audit(conn, now, "stepup", "unmet")
             })
             .await?;
         Ok(location)
@@ -444,7 +453,7 @@ impl Recorded {
                 let (location, device) = completion.finish(state, issued)?;
                 Next::Done { location, device }
             }
-            Onward::Decided(decision, active) => act(state, pending, decision, Some(*active)).await?,
+            Onward::Decided(decision, active) => act(state, decision, Some(*active)).await?,
             Onward::Ask(active) => advance(state, req, pending, active.map(|a| *a)).await?,
         };
         let (location, device) = leave_to(pending, next);
