@@ -78,6 +78,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 struct Manager {
     url: DbUrl,
 }
@@ -133,10 +134,16 @@ impl r2d2::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<Manager>,
+    /// Opens the SQLite writer's own connection.
+    connect: std::sync::Arc<Manager>,
     is_sqlite: bool,
     /// SQLite has one writer at a time: writers queue here rather than in SQLite's busy handler,
-    /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset.
-    pub(crate) writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// which sleeps (1, 2, 5, 10… ms) and, under load, keeps the WAL from ever being reset. The
+    /// lock holds the connection they write on, opened on first use and kept out of the pool:
+    /// SQLite empties a connection's page cache whenever another one has committed since its last
+    /// transaction, so a writer on whichever pooled connection came along read back, at every
+    /// commit, the index pages it had just written.
+    pub(crate) writer: std::sync::Arc<std::sync::Mutex<Option<Conn>>>,
     /// The SQLite writer thread, started by the first `write_async`.
     group: std::sync::Arc<std::sync::OnceLock<crate::group_commit::GroupWriter>>,
 }
@@ -159,6 +166,7 @@ impl Db {
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let is_sqlite = url.is_sqlite();
+        let connect = std::sync::Arc::new(Manager { url: url.clone() });
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             // Waiting long for a pooled connection only turns overload into a hang: answer 503 instead.
@@ -169,7 +177,7 @@ impl Db {
             .test_on_check_out(!is_sqlite)
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, is_sqlite, writer: Default::default(), group: Default::default() })
+        Ok(Db { pool, connect, is_sqlite, writer: Default::default(), group: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -280,10 +288,29 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // Taken before a pooled connection, so a queued writer never holds one idle.
-        let _writer = self.is_sqlite.then(|| self.writer.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        if !self.is_sqlite {
+            return f(&mut *self.conn()?);
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| {
+            // A write panicked holding the connection, perhaps inside its transaction: open afresh.
+            self.writer.clear_poison();
+            let mut writer = poisoned.into_inner();
+            *writer = None;
+            writer
+        });
+        if writer.is_none() {
+            *writer = Some(self.open_writer()?);
+        }
+        f(writer.as_mut().expect("opened above"))
+    }
+
+    /// The SQLite writer's own connection, with a page cache of 2 MiB (a pooled one has 256 KiB):
+    /// it keeps the index pages a batch of writes walks down and the leaves it appends to.
+    fn open_writer(&self) -> Result<Conn, StoreError> {
+        use r2d2::ManageConnection;
+        let mut conn = self.connect.connect().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        conn.batch_execute("PRAGMA cache_size = -2048")?;
+        Ok(conn)
     }
 
     fn write_inner<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -366,5 +393,42 @@ mod tests {
             assert!(Instant::now() < deadline, "the write aside never landed");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Writes share one connection of their own (a temporary table lives on its connection
+    /// only), with the larger cache; a write that panics inside its transaction costs that
+    /// connection, not the next write.
+    #[test]
+    fn writes_keep_one_connection_and_survive_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::migrated_in(&dir, 2);
+        db.write(|conn| Ok(conn.batch_execute("CREATE TEMP TABLE writer_marker (x INTEGER)")?)).unwrap();
+        for _ in 0..3 {
+            db.read(count_users).unwrap();
+            db.write(|conn| Ok(conn.batch_execute("INSERT INTO temp.writer_marker VALUES (1)")?)).unwrap();
+        }
+        let cache = |conn: &mut Conn| {
+            #[derive(QueryableByName)]
+            struct Size {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                cache_size: i64,
+            }
+            let AnyConnection::Sqlite(conn) = conn else { unreachable!("a SQLite test") };
+            Ok(diesel::sql_query("PRAGMA cache_size").get_result::<Size>(conn)?.cache_size)
+        };
+        assert_eq!(db.write(cache).unwrap(), -2048);
+        assert_eq!(db.read(cache).unwrap(), -256);
+
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.write(|conn| -> Result<(), StoreError> {
+                conn.batch_execute("INSERT INTO users (id, username, created_at, updated_at) VALUES ('u1', 'lost', 0, 0)")?;
+                panic!("a bug inside a write transaction")
+            })
+        }));
+        assert!(panicked.is_err());
+        let insert = "INSERT INTO users (id, username, created_at, updated_at) VALUES ('u2', 'kept', 0, 0)";
+        db.write(|conn| Ok(conn.batch_execute(insert)?)).unwrap();
+        assert_eq!(db.read(count_users).unwrap(), 1, "the panicked write was rolled back, the next one committed");
+        assert!(db.write(|conn| Ok(conn.batch_execute("SELECT * FROM temp.writer_marker")?)).is_err(), "a fresh connection");
     }
 }
