@@ -37,11 +37,18 @@ pub fn sha256_hex(input: &str) -> String {
     out
 }
 
-/// A new bearer secret kept by its key (authorization codes, refresh tokens, session cookies):
-/// a time-ordered id, a dot, and 32 random bytes. Its key (`secret_key`) starts with the same id,
-/// so each new row's index entry lands beside the last one, not on a random page of the index.
+/// A new bearer secret kept by its key (authorization codes, refresh tokens, session and device
+/// cookies): a time-ordered id, a dot, and 32 random bytes. Its key (`secret_key`) starts with the
+/// same id, so each new row's index entry lands beside the last one, not on a random page of the
+/// index (a page a commit would then write for that row alone).
 pub fn new_keyed_secret() -> String {
-    format!("{}.{}", ladder_store::new_sequential_id(), random_token(32))
+    new_ordered_token(32)
+}
+
+/// A time-ordered id, a dot, and `bytes` random bytes: an unguessable identifier whose rows are
+/// indexed in the order they were made (interactions).
+pub fn new_ordered_token(bytes: usize) -> String {
+    format!("{}.{}", ladder_store::new_sequential_id(), random_token(bytes))
 }
 
 /// The stored key of a bearer secret: `id.` and the SHA-256 hex of the random part for one made by
@@ -167,6 +174,14 @@ mod tests {
         for other in ["abc", "a.b.c", "0190a5a4-0000-7000-8000-00000000000g.x", &first[1..]] {
             assert_eq!(secret_key(other), sha256_hex(other), "{other}");
         }
+    }
+
+    #[test]
+    fn ordered_tokens_sort_in_the_order_they_were_made() {
+        let tokens: Vec<String> = (0..500).map(|_| new_ordered_token(18)).collect();
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
+        let (_, random) = tokens[0].split_once('.').unwrap();
+        assert_eq!(B64.decode(random).unwrap().len(), 18);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ladder_store::clients::Client;
 use ladder_store::{Conn, StoreError, audit, devices};
 
 use crate::browser::{ClientInfo, device_cookie, device_token};
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::{new_keyed_secret, secret_key};
 use crate::errors::AppError;
 use crate::grant::AuthRequest;
 use crate::session::ActiveSession;
@@ -61,7 +61,7 @@ pub async fn assess(
             obs.idle_secs = Some(now - active.session.last_seen_at);
         }
         let user_id = active.user.id.clone();
-        let token_hash = device_token(state, req).map(|t| sha256_hex(&t));
+        let token_hash = device_token(state, req).map(|t| secret_key(&t));
         let since = now - config.failure_window_secs;
         let (known, failures) = state
             .lookup(move |conn| {
@@ -97,8 +97,8 @@ pub struct DeviceVisit {
 impl DeviceVisit {
     pub fn new(state: &AppState, req: &HttpRequest) -> Self {
         DeviceVisit {
-            existing: device_token(state, req).map(|t| sha256_hex(&t)),
-            token: random_token(32),
+            existing: device_token(state, req).map(|t| secret_key(&t)),
+            token: new_keyed_secret(),
             agent: ClientInfo::from_request(req).user_agent,
         }
     }
@@ -111,7 +111,7 @@ impl DeviceVisit {
             devices::touch(conn, &d.id, now)?;
             return Ok(false);
         }
-        devices::insert(conn, user_id, &sha256_hex(&self.token), self.agent.as_deref(), now)?;
+        devices::insert(conn, user_id, &secret_key(&self.token), self.agent.as_deref(), now)?;
         Ok(true)
     }
 

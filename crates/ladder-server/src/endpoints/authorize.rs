@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::audit::{self, Subject};
 use crate::browser::{ClientInfo, browser_hash, browser_key};
-use crate::crypto::random_token;
+use crate::crypto::new_ordered_token;
 use crate::errors::{AppError, OAuthError, error_page};
 use crate::grant::{self, AuthRequest, Grant, redirect_with};
 use crate::params::Params;
@@ -486,7 +486,7 @@ async fn start_interaction(
     let (key, new_cookie) = browser_key(state, req);
     let now = state.now();
     let interaction = Interaction {
-        id: random_token(24),
+        id: new_ordered_token(18),
         browser_hash: browser_hash(&key),
         client_id: client.id.clone(),
         request: serde_json::to_string(&request)?,
