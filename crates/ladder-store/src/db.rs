@@ -78,7 +78,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[derive(Clone)]
 struct Manager {
     url: DbUrl,
 }
