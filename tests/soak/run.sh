@@ -116,7 +116,8 @@ CLIENT_JSON=$(ladder client add --name soak --redirect-uri http://127.0.0.1:9/cb
 CLIENT_ID=$(printf '%s' "$CLIENT_JSON" | sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p')
 CLIENT_SECRET=$(printf '%s' "$CLIENT_JSON" | sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')
 [ -n "$CLIENT_ID" ] && [ -n "$CLIENT_SECRET" ] || die "client add printed no credentials"
-CLIENT=(--issuer "$ISSUER" --client-id "$CLIENT_ID" --client-secret "$CLIENT_SECRET" --redirect-uri http://127.0.0.1:9/cb)
+# `=`: a generated secret may begin with `-`, which would otherwise read as an option.
+CLIENT=(--issuer "$ISSUER" --client-id="$CLIENT_ID" --client-secret="$CLIENT_SECRET" --redirect-uri http://127.0.0.1:9/cb)
 
 RUST_LOG=warn "$LADDER" "${CONFIG[@]}" serve --bind "127.0.0.1:$PORT" --issuer "$ISSUER" >"$WORK/ladder.log" 2>&1 </dev/null &
 SERVER_PID=$!
