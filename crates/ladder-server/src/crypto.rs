@@ -25,6 +25,12 @@ pub fn random_identifier(bytes: usize) -> String {
     }
 }
 
+/// A new client secret. People pass it as a command-line argument as often as a client id, so it
+/// never begins with `-` either (`random_identifier`).
+pub fn new_client_secret() -> String {
+    random_identifier(32)
+}
+
 /// Hex SHA-256: how generated secrets (client secrets, codes, session tokens) are stored. They
 /// carry ≥ 128 bits of entropy, so a slow hash would add latency and no security.
 pub fn sha256_hex(input: &str) -> String {
@@ -155,6 +161,7 @@ mod tests {
         // One in 64 tokens starts with '-': 2,000 draws all but surely include some.
         assert!((0..2000).any(|_| random_token(1).starts_with('-')));
         assert!((0..2000).all(|_| !random_identifier(1).starts_with('-')));
+        assert!((0..2000).all(|_| !new_client_secret().starts_with('-')));
     }
 
     #[test]

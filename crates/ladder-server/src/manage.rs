@@ -10,7 +10,7 @@ use ladder_store::{Db, StoreError, keys, new_id};
 use serde_json::json;
 
 use crate::client_rules::{self, Invalid};
-use crate::crypto::{ServerKey, random_identifier, random_token, sha256_hex};
+use crate::crypto::{ServerKey, new_client_secret, random_identifier, sha256_hex};
 use crate::errors::AppError;
 use crate::signing::{self, Alg};
 
@@ -167,7 +167,7 @@ pub fn add_client(
         updated_at: now,
     };
     client_rules::check(levels, &mut client)?;
-    let secret = needs_secret(&client).then(|| random_token(32));
+    let secret = needs_secret(&client).then(new_client_secret);
     client.secret_hash = secret.as_deref().map(sha256_hex);
     db.write(|conn| {
         clients::insert_client(conn, &client)?;

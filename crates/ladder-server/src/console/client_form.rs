@@ -419,7 +419,7 @@ pub async fn client_update(
         }
     };
     let secret = (manage::needs_secret(&client) && client.secret_hash.is_none())
-        .then(|| crate::crypto::random_token(32));
+        .then(crate::crypto::new_client_secret);
     if let Some(s) = &secret {
         client.secret_hash = Some(crate::crypto::sha256_hex(s));
     } else if !manage::needs_secret(&client) {

@@ -387,7 +387,7 @@ pub async fn client_action(
     if id == super::auth::CONSOLE_CLIENT_ID {
         return Err(PageError::bad_request("That client is Ladder's own", "The console needs it to sign you in."));
     }
-    let secret = (action == "rotate-secret").then(|| crate::crypto::random_token(32));
+    let secret = (action == "rotate-secret").then(crate::crypto::new_client_secret);
     let (info, now, who, act, s) = (ClientInfo::from_request(&req), state.now(), admin_ref(&admin), action.clone(), secret.clone());
     let updated = state
         .write(move |conn| {
