@@ -99,8 +99,9 @@ impl r2d2::ManageConnection for Manager {
                 // a WAL database another process is opening can be briefly busy). The automatic
                 // checkpoint stays on, behind the idle writer's own (`group_commit`): a background
                 // timer alone, with it off, made the tail worse (bench/RESULTS.md). A 256 KiB page
-                // cache per connection (default 2 MiB): lookups are by key and the OS caches the file; at
-                // 1 MiB, eight caches were a tenth of the server's resident memory, for no speed.
+                // cache per reader (default 2 MiB; the writer's own connection raises it back,
+                // `open_writer`): lookups are by key and the OS caches the file; at 1 MiB, eight
+                // caches were a tenth of the server's resident memory, for no speed.
                 // The automatic checkpoint waits for 4,000 WAL pages (16 MiB) rather than 1,000:
                 // the pages every commit touches (the audit chain's head, the newest index leaves)
                 // are copied into the database a quarter as often (three sign-in runs each: 1–14%
