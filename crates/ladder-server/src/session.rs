@@ -3,8 +3,8 @@
 use actix_web::HttpRequest;
 use ladder_core::{Factor, ProvenFactor};
 use ladder_store::sessions::{self, ProofContext, Session};
-use ladder_store::users::{self, User};
-use ladder_store::{Conn, StoreError, factors, new_sequential_id};
+use ladder_store::users::User;
+use ladder_store::{Conn, StoreError, new_sequential_id};
 
 use crate::browser::{ClientInfo, session_token};
 use crate::crypto::{new_keyed_secret, secret_key};
@@ -61,14 +61,10 @@ pub fn by_token_in(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<
 
 /// The live session a cookie token names, with its enabled user, proofs and enrolled factors.
 fn find_active(conn: &mut Conn, token: &str, now: i64, idle: i64) -> Result<Option<ActiveSession>, StoreError> {
-    let Some(session) = sessions::find_live_session(conn, &secret_key(token), now, idle)? else {
-        return Ok(None);
-    };
-    let Some(user) = users::find_user(conn, &session.user_id)?.filter(|u| !u.disabled) else {
+    let Some((session, user, enrolled)) = sessions::find_live_with_user(conn, &secret_key(token), now, idle)? else {
         return Ok(None);
     };
     let proofs = sessions::proven_factors(conn, &session.id)?;
-    let enrolled = factors::enrolled(conn, &user.id)?;
     Ok(Some(ActiveSession { session, user, proofs, enrolled }))
 }
 
@@ -199,7 +195,7 @@ fn with_proof(mut active: ActiveSession, token: &str, proof: ProvenFactor) -> Ac
 
 #[cfg(test)]
 mod tests {
-    use ladder_store::Db;
+    use ladder_store::{Db, factors};
 
     use super::*;
     use crate::manage::NewUser;

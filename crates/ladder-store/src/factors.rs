@@ -5,7 +5,7 @@ use ladder_core::Factor;
 
 use crate::db::native;
 use crate::prepared::prepared;
-use crate::schema::{passkeys, password_credentials, recovery_codes, totp_credentials};
+use crate::schema::{recovery_codes, totp_credentials, users};
 use crate::{Conn, StoreError, new_id};
 
 #[derive(Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -28,30 +28,41 @@ impl std::fmt::Debug for TotpCredential {
     }
 }
 
-/// The factors the user can be asked to prove now, in one statement (every session read asks).
-pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreError> {
-    use diesel::dsl::exists;
-    let (password, totp_confirmed, recovery, passkey): (bool, Option<bool>, bool, bool) = native!(conn => diesel::select((
-        exists(password_credentials::table.filter(password_credentials::user_id.eq(user_id))),
-        totp_credentials::table
-            .filter(totp_credentials::user_id.eq(user_id))
-            .select(totp_credentials::confirmed)
-            .single_value(),
-        exists(
-            recovery_codes::table
-                .filter(recovery_codes::user_id.eq(user_id))
-                .filter(recovery_codes::used_at.is_null()),
-        ),
-        exists(passkeys::table.filter(passkeys::user_id.eq(user_id))),
-    ))
-    .get_result(conn))?;
+/// Whether the user holds each factor, in [`Factor`] order: password, TOTP, recovery code, passkey.
+pub type Held = (bool, bool, bool, bool);
+
+type HeldSql = diesel::expression::SqlLiteral<diesel::sql_types::Bool>;
+
+/// [`Held`] as four expressions over the `users` row of a query, so that a session read gets its
+/// user's factors in the same statement. Raw SQL: diesel cannot type a subquery that refers to
+/// the outer row, so the queries using it are kept prepared by hand.
+pub(crate) fn held() -> (HeldSql, HeldSql, HeldSql, HeldSql) {
+    use diesel::dsl::sql;
+    (
+        sql("EXISTS (SELECT 1 FROM password_credentials p WHERE p.user_id = users.id)"),
+        sql("EXISTS (SELECT 1 FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed)"),
+        sql("EXISTS (SELECT 1 FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL)"),
+        sql("EXISTS (SELECT 1 FROM passkeys k WHERE k.user_id = users.id)"),
+    )
+}
+
+/// The factors named by [`Held`].
+pub fn held_factors((password, totp, recovery, passkey): Held) -> Vec<Factor> {
     let held = [
         (Factor::Password, password),
-        (Factor::Totp, totp_confirmed == Some(true)),
+        (Factor::Totp, totp),
         (Factor::RecoveryCode, recovery),
         (Factor::Passkey, passkey),
     ];
-    Ok(held.into_iter().filter_map(|(factor, held)| held.then_some(factor)).collect())
+    held.into_iter().filter_map(|(factor, held)| held.then_some(factor)).collect()
+}
+
+/// The factors the user can be asked to prove now, in one statement (none for an unknown user).
+pub fn enrolled(conn: &mut Conn, user_id: &str) -> Result<Vec<Factor>, StoreError> {
+    struct Enrolled;
+    let query = users::table.find(user_id).select(held());
+    let held: Option<Held> = native!(conn => prepared::<Enrolled, _>(query).get_result(conn).optional())?;
+    Ok(held.map(held_factors).unwrap_or_default())
 }
 
 pub fn find_totp(conn: &mut Conn, user_id: &str) -> Result<Option<TotpCredential>, StoreError> {

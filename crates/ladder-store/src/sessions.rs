@@ -5,7 +5,9 @@ use ladder_core::{Factor, ProvenFactor};
 
 use crate::db::native;
 use crate::prepared::prepared;
-use crate::schema::{session_factors, sessions};
+use crate::factors::{self, Held};
+use crate::schema::{session_factors, sessions, users};
+use crate::users::User;
 use crate::{Conn, StoreError, new_sequential_id};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -57,6 +59,30 @@ pub fn find_live_session(
         .select(Session::as_select())
         .get_result(conn)
         .optional())?)
+}
+
+/// The live session a cookie's token names, with its user (unless disabled) and the factors the
+/// user holds, in one statement: every request that carries a session cookie asks.
+pub fn find_live_with_user(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+    idle_timeout: i64,
+) -> Result<Option<(Session, User, Vec<Factor>)>, StoreError> {
+    struct FindLiveWithUser;
+    let found: Option<(Session, User, Held)> = native!(conn => prepared::<FindLiveWithUser, _>(
+        sessions::table
+            .inner_join(users::table.on(users::id.eq(sessions::user_id)))
+            .filter(sessions::token_hash.eq(token_hash))
+            .filter(sessions::ended_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .filter(sessions::last_seen_at.gt(now - idle_timeout))
+            .filter(users::disabled.eq(false))
+            .select((Session::as_select(), User::as_select(), factors::held())),
+    )
+    .get_result(conn)
+    .optional())?;
+    Ok(found.map(|(session, user, held)| (session, user, factors::held_factors(held))))
 }
 
 pub fn find_session(conn: &mut Conn, id: &str) -> Result<Option<Session>, StoreError> {
