@@ -529,8 +529,9 @@ async fn start_interaction(
         .await?;
     let pending = crate::interaction::Pending { interaction: stored, request, client: client.clone() };
     let mut resp = if req.method() == actix_web::http::Method::GET {
-        // The first page at once, rather than a redirect to it (`GET /interaction/{id}` shows the same).
-        match crate::interaction::page(state, req, &pending, current.cloned()).await {
+        // The first page at once, rather than a redirect to it (`GET /interaction/{id}` shows the same,
+        // reading the risk again). Read at arrival, the signals are those of this moment and more.
+        match crate::interaction::page(state, req, &pending, current.cloned(), Some(risk.clone())).await {
             Ok(resp) => resp,
             Err(page) => page.error_response(),
         }

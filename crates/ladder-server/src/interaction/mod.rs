@@ -22,6 +22,7 @@ use crate::endpoints::authorize::unmet;
 use crate::errors::{AppError, PageError};
 use crate::grant::{self, AuthRequest, Grant, redirect_with};
 use crate::session::{self, ActiveSession, PreparedProof};
+use crate::risk::Assessment;
 use crate::state::AppState;
 use crate::stepup::{self, Evaluation};
 
@@ -142,19 +143,26 @@ pub enum Decision {
     Step { step: Step, reason: Reason, why: Option<String> },
 }
 
-/// Asks the plan what is missing for the (pinned) session.
+/// Asks the plan what is missing for the (pinned) session. `assessed` is the risk this request
+/// has already read (at `/authorize`); without it, the signals are read now.
 pub async fn decide(
     state: &AppState,
     req: &HttpRequest,
     pending: &Pending,
     active: Option<&ActiveSession>,
+    assessed: Option<Assessment>,
 ) -> Result<Decision, PageError> {
     let Some(active) = active.filter(|s| is_pinned_user(&pending.request, s)) else {
         return Ok(Decision::SignIn);
     };
     let now = state.now();
-    let moment = crate::risk::Moment::InFlow;
-    let risk = crate::risk::assess(state, req, &pending.request, Some(active), &pending.client, moment).await?;
+    let risk = match assessed {
+        Some(risk) => risk,
+        None => {
+            let moment = crate::risk::Moment::InFlow;
+            crate::risk::assess(state, req, &pending.request, Some(active), &pending.client, moment).await?
+        }
+    };
     let evaluation =
         stepup::evaluate(&state.policy, &pending.client, &pending.request, &active.proofs, &active.enrolled, &risk.raises, now)
             .map_err(|e| AppError::Policy(e.to_string()))?;
@@ -178,8 +186,9 @@ pub async fn advance(
     req: &HttpRequest,
     pending: &Pending,
     active: Option<ActiveSession>,
+    assessed: Option<Assessment>,
 ) -> Result<Next, PageError> {
-    let decision = decide(state, req, pending, active.as_ref()).await?;
+    let decision = decide(state, req, pending, active.as_ref(), assessed).await?;
     act(state, decision, active).await
 }
 
@@ -265,7 +274,7 @@ impl Completion {
         pending: &Pending,
         active: &ActiveSession,
         evaluation: &Evaluation,
-        risk: &crate::risk::Assessment,
+        risk: &Assessment,
         now: i64,
     ) -> Option<Self> {
         let grant = Grant::from_proofs(&evaluation.target, &state.policy.levels, &active.proofs, now)?;
@@ -399,7 +408,7 @@ impl ProvenStep {
         pending: &Pending,
         prepared: PreparedProof,
     ) -> Result<Self, PageError> {
-        let decision = decide(state, req, pending, Some(&prepared.after)).await?;
+        let decision = decide(state, req, pending, Some(&prepared.after), None).await?;
         Ok(ProvenStep { prepared, decision: Some(decision) })
     }
 
@@ -454,7 +463,7 @@ impl Recorded {
                 Next::Done { location, device }
             }
             Onward::Decided(decision, active) => act(state, decision, Some(*active)).await?,
-            Onward::Ask(active) => advance(state, req, pending, active.map(|a| *a)).await?,
+            Onward::Ask(active) => advance(state, req, pending, active.map(|a| *a), None).await?,
         };
         let (location, device) = leave_to(pending, next);
         let mut resp = see_other(&location);
@@ -479,19 +488,20 @@ pub fn leave_to(pending: &Pending, next: Next) -> (String, Option<actix_web::coo
 /// `GET /interaction/{id}`: the page for the next step, or the way out.
 pub async fn show(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
     let (pending, active) = load_with(&state, &req, path.into_inner(), session::current_reader(&state, &req)).await?;
-    page(&state, &req, &pending, active).await
+    page(&state, &req, &pending, active, None).await
 }
 
 /// The page for the interaction's next step, or the way out: what `GET /interaction/{id}` shows,
 /// and what `/authorize` shows at once for the interaction it has just started (one round trip
-/// fewer for every sign-in and step-up).
+/// fewer for every sign-in and step-up, which passes the risk it has just read as `assessed`).
 pub async fn page(
     state: &AppState,
     req: &HttpRequest,
     pending: &Pending,
     active: Option<ActiveSession>,
+    assessed: Option<Assessment>,
 ) -> Result<HttpResponse, PageError> {
-    match advance(state, req, pending, active).await? {
+    match advance(state, req, pending, active, assessed).await? {
         Next::Step { step, reason, why, session, enrolled } => {
             let shown = pages::Shown { reason: &reason, why: why.as_deref() };
             pages::render_step(state, req, pending, step, shown, session.as_deref(), &enrolled, None).await

@@ -382,7 +382,7 @@ async fn continue_json(
 ) -> Result<HttpResponse, OAuthError> {
     state.metrics.factor("passkey", "success");
     let page_error = |e: crate::errors::PageError| failed(e.status.as_u16(), &e.message);
-    let next = advance(state, req, pending, active).await.map_err(page_error)?;
+    let next = advance(state, req, pending, active, None).await.map_err(page_error)?;
     let (location, device) = leave_to(pending, next);
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("cache-control", "no-store")).cookie(session_cookie(state, token));
