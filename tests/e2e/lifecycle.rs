@@ -123,15 +123,28 @@ async fn revocation_makes_tokens_inactive() {
     assert_eq!(introspect(&app, &client, at).await["active"], true);
     let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(at).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // The token names its grant, and is stored only once revoked.
+    let jti = jwt_claims(at)["jti"].as_str().unwrap().to_owned();
+    assert!(jwt_claims(at)["grant_id"].is_string());
+    let stored = |jti: String| app.db.read(move |c| ladder_store::grants::find_access_token(c, &jti)).unwrap();
+    assert!(stored(jti.clone()).is_none());
     let (status, _) = post(&app, "/revoke", &client, &[("token", at), ("token_type_hint", "access_token")]).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(stored(jti).is_some_and(|r| r.revoked_at.is_some()));
     assert_eq!(introspect(&app, &client, at).await["active"], false);
     let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(at).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    // Revoking the refresh token ends the grant.
-    let rt = s(&tokens, "refresh_token");
+    // That token alone: the grant's next access token works.
+    let (_, refreshed) = refresh(&app, &client, s(&tokens, "refresh_token")).await;
+    let next = s(&refreshed, "access_token");
+    assert_eq!(introspect(&app, &client, next).await["active"], true);
+    let resp = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(next).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Revoking the refresh token ends the grant, and with it the access token it was given with.
+    let rt = s(&refreshed, "refresh_token");
     assert_eq!(post(&app, "/revoke", &client, &[("token", rt)]).await.0, StatusCode::OK);
     assert_eq!(refresh(&app, &client, rt).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(introspect(&app, &client, next).await["active"], false);
     // Unknown tokens: 200, nothing revealed.
     assert_eq!(post(&app, "/revoke", &client, &[("token", "nope")]).await.0, StatusCode::OK);
 }
@@ -498,7 +511,9 @@ async fn expired_rows_are_purged_and_live_ones_kept() {
     let app = spawn_app().await;
     let client = app.add_client(false);
     let (browser, tokens) = signed_in(&app, &client).await;
-    // Leave an interaction and a code behind, then let a couple of days pass.
+    // Leave an interaction, a code and a revoked access token (its row) behind, then let a couple
+    // of days pass.
+    assert_eq!(post(&app, "/revoke", &client, &[("token", s(&tokens, "access_token"))]).await.0, StatusCode::OK);
     browser.open(&app, &app.authorize_url(&client, &[("prompt", "login")])).await.page();
     browser.open(&app, &app.authorize_url(&client, &[("prompt", "none")])).await.rp();
     app.clock.advance(2 * 24 * 3600 + 60);

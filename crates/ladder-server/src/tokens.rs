@@ -1,7 +1,7 @@
 //! Minting tokens: JWT access tokens (RFC 9068, ES256 unless the client asks otherwise), ID tokens
 //! (OIDC Core §2, RS256 unless the client registered `id_token_signed_response_alg`) and opaque
-//! refresh tokens, all from one grant (the token family). Everything minted is recorded so it can
-//! be revoked and introspected.
+//! refresh tokens, all from one grant (the token family). The grant and its refresh tokens are
+//! stored; an access token names its grant (`grant_id`) and is stored only if it is revoked.
 
 use ladder_store::clients::{Client, ClientSettings};
 use ladder_store::grants::{self, Grant};
@@ -102,12 +102,13 @@ pub fn mint_access_token(
     keys: &KeySet,
     alg: Alg,
     grant: &Grant,
+    stored_grant: bool,
     scope: &str,
     aud: &str,
     exp: i64,
     now: i64,
 ) -> Result<(String, String), AppError> {
-    // Time-ordered: the access_tokens index takes each new jti at its end (`new_sequential_id`).
+    // Time-ordered: a revoked token's row goes in at the end of the access_tokens index.
     let jti = ladder_store::new_sequential_id();
     let mut c = Map::new();
     c.insert("iss".into(), json!(issuer));
@@ -136,11 +137,15 @@ pub fn mint_access_token(
     if let Some(sid) = &grant.session_id {
         c.insert("sid".into(), json!(sid));
     }
+    // The grant the token lives and dies with; a client's own token has no stored grant.
+    if stored_grant {
+        c.insert("grant_id".into(), json!(grant.id));
+    }
     Ok((keys.sign(alg, ACCESS_TOKEN_TYP, c)?, jti))
 }
 
 /// Whether access-token claims are a client's own token (client_credentials): the client is its
-/// subject and no user signed in. Such tokens are not recorded when issued.
+/// subject and no user signed in. Such tokens have no grant.
 pub fn is_client_token(claims: &Map<String, Value>) -> bool {
     let user_claims = ["auth_time", "acr", "sid"].iter().any(|c| claims.contains_key(*c));
     !user_claims && claims.get("sub").is_some_and(|s| s.is_string() && Some(s) == claims.get("client_id"))
@@ -239,6 +244,7 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             revoked_reason: None,
+            access_expires_at: None,
         }
     }
 

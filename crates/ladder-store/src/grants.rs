@@ -1,5 +1,10 @@
-//! Grants (token families), their refresh tokens and issued access tokens. Revoking a grant
+//! Grants (token families), their refresh tokens, and revoked access tokens. Revoking a grant
 //! revokes everything descended from it.
+//!
+//! An access token is recorded only when it is revoked on its own (RFC 7009): until then it speaks
+//! for itself. A grant's tokens name their grant (the `grant_id` claim) and live while it does; a
+//! client's own tokens have no grant. Tokens of a grant issued by earlier versions were recorded
+//! when issued, without the claim; their rows still answer for them until they expire.
 
 use diesel::prelude::*;
 
@@ -7,7 +12,17 @@ use crate::db::native;
 use crate::schema::{access_tokens, grants, refresh_tokens, users};
 use crate::users::User;
 use crate::db::AnyConnection;
+use crate::prepared::prepared;
 use crate::{Conn, StoreError};
+
+/// No row revokes the access token `jti` (a grant's tokens are recorded only when revoked).
+macro_rules! not_revoked {
+    ($jti:expr) => {
+        diesel::dsl::not(diesel::dsl::exists(
+            access_tokens::table.filter(access_tokens::jti.eq($jti)).filter(access_tokens::revoked_at.is_not_null()),
+        ))
+    };
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = grants)]
@@ -26,6 +41,8 @@ pub struct Grant {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// When the newest of its access tokens expires: the purge keeps the grant until then.
+    pub access_expires_at: Option<i64>,
 }
 
 pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
@@ -35,6 +52,18 @@ pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
 
 pub fn find_grant(conn: &mut Conn, id: &str) -> Result<Option<Grant>, StoreError> {
     Ok(native!(conn => grants::table.find(id).select(Grant::as_select()).get_result(conn).optional())?)
+}
+
+/// A new access token of the grant lives until `expires_at`: the grant is kept at least as long.
+pub fn extend_access(conn: &mut Conn, id: &str, expires_at: i64) -> Result<(), StoreError> {
+    struct ExtendAccess;
+    // Read back (`RETURNING`) so that it stays prepared (`prepared.rs`).
+    let later = grants::access_expires_at.is_null().or(grants::access_expires_at.lt(expires_at));
+    let extend = diesel::update(grants::table.find(id).filter(later))
+        .set(grants::access_expires_at.eq(expires_at))
+        .returning(grants::id);
+    native!(conn => prepared::<ExtendAccess, _>(extend).get_result::<String>(conn).optional())?;
+    Ok(())
 }
 
 /// Revokes the grant and every token it issued; returns false if it was already revoked.
@@ -95,7 +124,9 @@ pub fn use_refresh_token(conn: &mut Conn, token_hash: &str, now: i64) -> Result<
         == 1)
 }
 
-pub fn insert_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
+/// An access token recorded when issued, as versions before the `grant_id` claim did.
+#[cfg(test)]
+pub(crate) fn insert_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
     native!(conn => diesel::insert_into(access_tokens::table)
         .values((
             access_tokens::jti.eq(jti),
@@ -144,10 +175,24 @@ pub fn revoke_access_token(conn: &mut Conn, jti: &str, client_id: &str, expires_
     Ok(())
 }
 
-/// Whether an access token (by jti) may still be used: not revoked, and its grant live. A token of
-/// a grant is recorded when issued; a client's own token (client_credentials, no grant) only when
-/// revoked, so for one of those (`unrecorded_is_live`) no row means live.
-pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool) -> Result<bool, StoreError> {
+/// Whether an access token may still be used: not revoked, and its grant (if it has one) live.
+/// `grant_id` is the token's claim; without it, a token of a grant is one recorded when issued,
+/// and for a client's own token (`unrecorded_is_live`) no row means live.
+pub fn access_token_is_live(
+    conn: &mut Conn,
+    jti: &str,
+    grant_id: Option<&str>,
+    unrecorded_is_live: bool,
+) -> Result<bool, StoreError> {
+    if let Some(grant_id) = grant_id {
+        struct GrantTokenIsLive;
+        let live = native!(conn => prepared::<GrantTokenIsLive, _>(
+            grants::table.find(grant_id).filter(grants::revoked_at.is_null()).filter(not_revoked!(jti)).select(grants::id),
+        )
+        .get_result::<String>(conn)
+        .optional())?;
+        return Ok(live.is_some());
+    }
     // The token's revocation and grant id; the grant's id (if the row exists) and revocation.
     type Liveness = (Option<i64>, Option<String>, Option<String>, Option<i64>);
     let row: Option<Liveness> = native!(conn => access_tokens::table
@@ -165,15 +210,116 @@ pub fn access_token_is_live(conn: &mut Conn, jti: &str, unrecorded_is_live: bool
 }
 
 /// The user of a live access token of a grant (neither the token nor its grant revoked), in one
-/// statement: what every userinfo request asks.
-pub fn user_of_live_access_token(conn: &mut Conn, jti: &str) -> Result<Option<User>, StoreError> {
-    Ok(native!(conn => access_tokens::table
-        .inner_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
-        .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
-        .filter(access_tokens::jti.eq(jti))
-        .filter(access_tokens::revoked_at.is_null())
-        .filter(grants::revoked_at.is_null())
-        .select(User::as_select())
-        .get_result(conn)
-        .optional())?)
+/// statement: what every userinfo request asks. `grant_id` is the token's claim, as above.
+pub fn user_of_live_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>) -> Result<Option<User>, StoreError> {
+    let Some(grant_id) = grant_id else {
+        return Ok(native!(conn => access_tokens::table
+            .inner_join(grants::table.on(grants::id.nullable().eq(access_tokens::grant_id)))
+            .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
+            .filter(access_tokens::jti.eq(jti))
+            .filter(access_tokens::revoked_at.is_null())
+            .filter(grants::revoked_at.is_null())
+            .select(User::as_select())
+            .get_result(conn)
+            .optional())?);
+    };
+    struct UserOfGrantToken;
+    Ok(native!(conn => prepared::<UserOfGrantToken, _>(
+        grants::table
+            .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
+            .filter(grants::id.eq(grant_id))
+            .filter(grants::revoked_at.is_null())
+            .filter(not_revoked!(jti))
+            .select(User::as_select()),
+    )
+    .get_result(conn)
+    .optional())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+    use crate::Db;
+
+    fn grant(id: &str) -> Grant {
+        Grant {
+            id: id.into(),
+            client_id: "c".into(),
+            user_id: Some("u".into()),
+            session_id: None,
+            code_hash: None,
+            scope: "openid".into(),
+            acr: None,
+            amr: "[]".into(),
+            auth_time: None,
+            acr_expires_at: None,
+            created_at: 0,
+            revoked_at: None,
+            revoked_reason: None,
+            access_expires_at: None,
+        }
+    }
+
+    /// A token that names its grant lives with the grant until it is revoked by itself; one
+    /// recorded when issued (before the claim) answers by its row; a client's own token lives
+    /// until revoked.
+    #[test]
+    fn access_tokens_live_by_their_grant_or_their_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::migrated_in(&dir, 1);
+        db.write(|conn| {
+            conn.batch_execute(
+                "INSERT INTO clients (id, name, is_public, redirect_uris, scopes, created_at, updated_at) \
+                 VALUES ('c', 'c', FALSE, '[]', '', 0, 0); \
+                 INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'u', 0, 0);",
+            )?;
+            insert_grant(conn, &grant("g"))?;
+            insert_grant(conn, &grant("g-old"))?;
+            insert_access_token(conn, "old", Some("g-old"), "c", 100)
+        })
+        .unwrap();
+        let live = |jti: &'static str, grant: Option<&'static str>, client: bool| {
+            db.read(move |c| access_token_is_live(c, jti, grant, client)).unwrap()
+        };
+        let user = |jti: &'static str, grant: Option<&'static str>| {
+            db.read(move |c| user_of_live_access_token(c, jti, grant)).unwrap().map(|u| u.id)
+        };
+        assert!(live("new", Some("g"), false) && live("old", None, false) && live("svc", None, true));
+        assert_eq!((user("new", Some("g")), user("old", None)), (Some("u".into()), Some("u".into())));
+        assert!(!live("new", Some("gone"), false) && user("new", Some("gone")).is_none(), "no such grant");
+
+        // Revoked by itself: a row, for that token alone.
+        db.write(|c| revoke_access_token(c, "new", "c", 100, 5)).unwrap();
+        db.write(|c| revoke_access_token(c, "svc", "c", 100, 5)).unwrap();
+        assert!(!live("new", Some("g"), false) && !live("svc", None, true));
+        assert!(live("sibling", Some("g"), false) && user("new", Some("g")).is_none());
+
+        // The grant revoked: each of its tokens, named or recorded.
+        db.write(|c| revoke_grant(c, "g", "test", 6)).unwrap();
+        db.write(|c| revoke_grant(c, "g-old", "test", 6)).unwrap();
+        assert!(!live("sibling", Some("g"), false) && !live("old", None, false));
+        assert_eq!((user("sibling", Some("g")), user("old", None)), (None, None));
+    }
+
+    #[test]
+    fn a_grant_keeps_its_newest_access_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::migrated_in(&dir, 1);
+        db.write(|conn| {
+            conn.batch_execute(
+                "INSERT INTO clients (id, name, is_public, redirect_uris, scopes, created_at, updated_at) \
+                 VALUES ('c', 'c', FALSE, '[]', '', 0, 0); \
+                 INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'u', 0, 0);",
+            )?;
+            insert_grant(conn, &grant("g"))
+        })
+        .unwrap();
+        let expiry = || db.read(|c| find_grant(c, "g")).unwrap().unwrap().access_expires_at;
+        for (extend, kept) in [(100, 100), (300, 300), (200, 300)] {
+            db.write(move |c| extend_access(c, "g", extend)).unwrap();
+            assert_eq!(expiry(), Some(kept), "after {extend}");
+        }
+    }
 }

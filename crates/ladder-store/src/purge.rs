@@ -60,7 +60,8 @@ impl Purged {
     }
 }
 
-/// A grant no token keeps alive: none of its refresh or access tokens is left. `NOT EXISTS`, so
+/// A grant no token row keeps alive: none of its refresh tokens is left, nor any access token
+/// recorded when issued (before the `grant_id` claim; see also its `access_expires_at`). `NOT EXISTS`, so
 /// that each grant costs two index probes (a `NOT IN` list of every token's grant id was built by
 /// scanning the whole index).
 macro_rules! without_tokens {
@@ -154,7 +155,9 @@ macro_rules! with_expired {
                 $body
             }
             Kind::Grants => {
-                let ($rows, $key) = (grants::table.filter(grants::created_at.lt($cutoff)).filter(without_tokens!()), grants::id);
+                let access_lapsed = grants::access_expires_at.is_null().or(grants::access_expires_at.lt($cutoff));
+                let $rows = grants::table.filter(grants::created_at.lt($cutoff)).filter(access_lapsed).filter(without_tokens!());
+                let $key = grants::id;
                 $body
             }
             // Their proofs go with them (`ON DELETE CASCADE`).
@@ -206,6 +209,7 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             revoked_reason: None,
+            access_expires_at: None,
         }
     }
 
@@ -227,6 +231,9 @@ mod tests {
             for id in ["g-dead", "g-kept", "g-in-use", "g-revived"] {
                 grants::insert_grant(conn, &grant(id))?;
             }
+            // Tokens that name their grant have no row: the grant keeps their expiry.
+            grants::insert_grant(conn, &Grant { access_expires_at: Some(now + 60), ..grant("g-named") })?;
+            grants::insert_grant(conn, &Grant { access_expires_at: Some(now - grace - 1), ..grant("g-named-lapsed") })?;
             grants::insert_access_token(conn, "live", Some("g-in-use"), "c", now + 60)?;
             grants::insert_refresh_token(conn, "r-live", "g-kept", 0, now + 3600)
         })
@@ -246,15 +253,16 @@ mod tests {
 
         let mut keys = db.read(|c| expired_keys(c, Kind::Grants, now, grace, 500)).unwrap();
         keys.sort();
-        assert_eq!(keys, ["g-dead", "g-revived"]);
+        assert_eq!(keys, ["g-dead", "g-named-lapsed", "g-revived"]);
         db.write(|c| grants::insert_refresh_token(c, "r-new", "g-revived", now, now + 3600)).unwrap();
-        assert_eq!(db.write(|c| delete_expired(c, Kind::Grants, &keys, now, grace)).unwrap(), 1);
+        assert_eq!(db.write(|c| delete_expired(c, Kind::Grants, &keys, now, grace)).unwrap(), 2);
         let found = |id: &'static str| db.read(move |c| grants::find_grant(c, id)).unwrap().is_some();
         assert_eq!(
             (found("g-dead"), found("g-kept"), found("g-in-use"), found("g-revived")),
             (false, true, true, true),
             "gone without tokens; kept by a refresh token, an access token, a token given in between"
         );
+        assert_eq!((found("g-named"), found("g-named-lapsed")), (true, false), "kept while its access tokens live");
 
         // An ended session goes with its proofs; a live one stays.
         db.write(|conn| {

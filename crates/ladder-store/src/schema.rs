@@ -192,6 +192,7 @@ diesel::table! {
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        access_expires_at -> Nullable<BigInt>,
     }
 }
 

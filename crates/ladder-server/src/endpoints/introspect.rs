@@ -49,7 +49,8 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
         return Ok(None);
     }
     let client_token = tokens::is_client_token(&claims);
-    if !state.lookup(move |conn| grants::access_token_is_live(conn, &jti, client_token)).await? {
+    let grant_id = claims.get("grant_id").and_then(Value::as_str).map(str::to_owned);
+    if !state.lookup(move |conn| grants::access_token_is_live(conn, &jti, grant_id.as_deref(), client_token)).await? {
         return Ok(None);
     }
     // A client's own token lives no longer than the client: deleted or disabled, its tokens stop.

@@ -121,8 +121,9 @@ async fn authorization_code(
                 created_at: now,
                 revoked_at: None,
                 revoked_reason: None,
+                access_expires_at: None,
             };
-            let minted = match minter.mint(&grant, code.nonce.as_deref(), now) {
+            let minted = match minter.mint(&grant, Family::New, code.nonce.as_deref(), now) {
                 Ok(m) => m,
                 Err(e) => return Ok(Exchange::Refused(e)),
             };
@@ -156,7 +157,7 @@ enum Family {
     Existing,
     /// No family to revoke as a whole (client_credentials: one access token, no refresh, no user).
     /// Nothing is written: the token speaks for itself, and gets a row only if it is revoked
-    /// (`grants::revoke_access_token`).
+    /// (`grants::revoke_access_token`), as a grant's access tokens do.
     None,
 }
 
@@ -185,22 +186,26 @@ impl Minter {
     }
 
     /// Signs the grant's tokens (no database work).
-    fn mint(&self, grant: &Grant, nonce: Option<&str>, now: i64) -> Result<Minted, OAuthError> {
+    fn mint(&self, grant: &Grant, family: Family, nonce: Option<&str>, now: i64) -> Result<Minted, OAuthError> {
         let exp = tokens::access_expiry(self.ttl.access, grant, now).ok_or_else(tokens::lapsed)?;
+        let stored = family != Family::None;
         let (access_token, jti) =
-            tokens::mint_access_token(&self.issuer, &self.keys, self.access_alg, grant, &grant.scope, &self.aud, exp, now)?;
+            tokens::mint_access_token(&self.issuer, &self.keys, self.access_alg, grant, stored, &grant.scope, &self.aud, exp, now)?;
         let id_token = tokens::mint_id_token(&self.issuer, &self.keys, self.id_alg, grant, nonce, self.ttl.id, now)?;
         let access_kid = self.keys.active_kid(self.access_alg).unwrap_or_default().to_owned();
         Ok(Minted { access_token, access_kid, jti, access_expires_at: exp, id_token })
     }
 
     /// Writes the rows of what `mint` signed for a grant; returns the new refresh token, if any.
+    /// The access token has no row: it names the grant, which is kept as long as the token lives.
     fn record(&self, conn: &mut Conn, grant: &Grant, minted: &Minted, family: Family, now: i64) -> Result<Option<String>, StoreError> {
         debug_assert!(family != Family::None, "a client's own token is not recorded");
+        let access_expires_at = minted.access_expires_at;
         if family == Family::New {
-            grants::insert_grant(conn, grant)?;
+            grants::insert_grant(conn, &Grant { access_expires_at: Some(access_expires_at), ..grant.clone() })?;
+        } else {
+            grants::extend_access(conn, &grant.id, access_expires_at)?;
         }
-        grants::insert_access_token(conn, &minted.jti, Some(&grant.id), &grant.client_id, minted.access_expires_at)?;
         self.with_refresh.then(|| tokens::new_refresh_token(conn, &grant.id, self.ttl.refresh, now)).transpose()
     }
 }
@@ -208,7 +213,7 @@ impl Minter {
 /// Mints the tokens of a grant already settled, and records them for a refreshed grant (a
 /// client's own token is not recorded).
 async fn issue(state: &AppState, minter: Minter, grant: Grant, family: Family, now: i64) -> Result<HttpResponse, OAuthError> {
-    let minted = minter.mint(&grant, None, now)?;
+    let minted = minter.mint(&grant, family, None, now)?;
     if family == Family::None {
         return Ok(respond(state, &minted, None, &grant.scope, now));
     }
@@ -360,6 +365,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params, 
         created_at: now,
         revoked_at: None,
         revoked_reason: None,
+        access_expires_at: None,
     };
     let minter = Minter::new(state, client, aud, false).await;
     issue(state, minter, grant, Family::None, now).await

@@ -65,12 +65,14 @@ async fn respond(state: &AppState, token: Option<String>) -> Result<HttpResponse
         .map(str::to_owned)
         .collect();
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let grant_id = claims.get("grant_id").and_then(Value::as_str).map(str::to_owned);
     // One statement: the token and its grant are live, and who their user is. A client's own
     // token has no grant and no user, so it never gets past this.
     let user = state
         .lookup(move |conn| {
-            let Some(user) = grants::user_of_live_access_token(conn, &jti)? else {
-                let revoked = !grants::access_token_is_live(conn, &jti, false)?;
+            let grant_id = grant_id.as_deref();
+            let Some(user) = grants::user_of_live_access_token(conn, &jti, grant_id)? else {
+                let revoked = !grants::access_token_is_live(conn, &jti, grant_id, false)?;
                 let why = if revoked { "The access token has been revoked." } else { "The user of this token no longer exists." };
                 return Ok(Err(invalid_token(why)));
             };
