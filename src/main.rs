@@ -435,7 +435,6 @@ fn serve(settings: Settings) -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,ladder_server=info".into()),
         )
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     #[cfg(feature = "bench-insecure-hashing")]

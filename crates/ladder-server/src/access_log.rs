@@ -1,67 +1,87 @@
-//! The access log: one line per request, written when its span closes, with the method, the route
-//! pattern (never the query string), the status, the client's address and the request id that
-//! every event inside the request carries.
+//! The access log: one line per request, with the method, the route pattern (never the query
+//! string), the status, the client's address, the error if any, the time taken, and the request
+//! id that every event inside the request carries.
 //!
 //! Leaner than tracing-actix-web's default span (fifteen OpenTelemetry fields, the route matched
 //! twice, a second span per handler): on the lightest endpoints they cost an eighth of the
-//! server's time.
+//! server's time. The request's span holds only its id; the line is an event written when the
+//! response is ready, rather than the span's close, which the formatter would time at every poll
+//! and whose fields it would format twice (bench/RESULTS.md, round 11).
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::{Error, HttpMessage};
+use actix_web::http::Method;
+use actix_web::{Error, HttpMessage, web};
 use tracing::Span;
-use tracing::field::Empty;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 
 use crate::browser::client_ip;
 use crate::state::AppState;
 
-/// The matched route pattern, looked up once per request and shared with the metrics.
-#[derive(Clone)]
-pub struct Route(pub String);
-
 /// The route pattern of `req` (`/console/users/{id}`), or "unmatched".
-pub fn route_of(req: &actix_web::HttpRequest) -> String {
-    if let Some(Route(route)) = req.extensions().get::<Route>() {
-        return route.clone();
-    }
+fn route_of(req: &actix_web::HttpRequest) -> String {
     req.match_pattern().unwrap_or_else(|| "unmatched".into())
 }
 
+/// The request's span: its id, for every event inside it.
 pub struct AccessLog;
 
 impl RootSpanBuilder for AccessLog {
     fn on_request_start(req: &ServiceRequest) -> Span {
-        let route = route_of(req.request());
-        let proxies = req.app_data::<actix_web::web::Data<AppState>>().map(|s| s.settings.server.trusted_proxies.as_slice());
-        let ip = client_ip(req.request(), proxies.unwrap_or_default());
         let request_id = req.extensions().get::<RequestId>().copied();
-        let span = tracing::info_span!(
-            "request",
-            method = %req.method(),
-            route = %route,
-            status = Empty,
-            ip = ip.map(tracing::field::display),
-            request_id = request_id.map(tracing::field::display),
-            error = Empty,
-        );
-        req.extensions_mut().insert(Route(route));
-        span
+        tracing::info_span!("request", request_id = request_id.map(display))
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+    fn on_request_end<B: MessageBody>(_span: Span, _outcome: &Result<ServiceResponse<B>, Error>) {}
+}
+
+/// A request as it arrived: what its access line and the metrics need, read before it is handled.
+pub struct Arrival {
+    started: Instant,
+    method: Method,
+    route: String,
+    ip: Option<IpAddr>,
+    state: Option<web::Data<AppState>>,
+}
+
+impl Arrival {
+    pub fn of(req: &ServiceRequest) -> Self {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let proxies = state.as_ref().map(|s| s.settings.server.trusted_proxies.as_slice());
+        Arrival {
+            started: Instant::now(),
+            method: req.method().clone(),
+            route: route_of(req.request()),
+            ip: client_ip(req.request(), proxies.unwrap_or_default()),
+            state,
+        }
+    }
+
+    /// Writes the request's access line (inside its span) and counts it in the metrics.
+    pub fn finish<B>(self, outcome: &Result<ServiceResponse<B>, Error>) {
+        let elapsed = self.started.elapsed();
         let (status, error) = match outcome {
             Ok(resp) => (resp.status(), resp.response().error().map(|e| e.to_string())),
             Err(e) => (e.as_response_error().status_code(), Some(e.to_string())),
         };
-        span.record("status", status.as_u16());
-        if let Some(error) = error {
-            span.record("error", tracing::field::display(&error));
-            // A client's mistake is in its access line; the server's own failure also gets an
-            // event of its own at `error`, for alerting.
-            if status.is_server_error() {
-                span.in_scope(|| tracing::error!(status = status.as_u16(), %error, "request failed"));
-            }
+        tracing::info!(
+            method = %self.method,
+            route = %self.route,
+            status = status.as_u16(),
+            ip = self.ip.map(display),
+            error = error.as_deref().map(display),
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        // A client's mistake is in its access line; the server's own failure also gets an event
+        // of its own at `error`, for alerting.
+        if status.is_server_error() {
+            tracing::error!(route = %self.route, status = status.as_u16(), error = error.as_deref().map(display), "request failed");
+        }
+        if let Some(state) = &self.state {
+            state.metrics.http(&self.route, status.as_u16(), elapsed);
         }
     }
 }

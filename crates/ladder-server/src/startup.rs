@@ -235,16 +235,12 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
             )
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service;
-                let started = std::time::Instant::now();
-                let state = req.app_data::<web::Data<AppState>>().cloned();
+                let arrival = crate::access_log::Arrival::of(&req);
                 let fut = srv.call(req);
                 async move {
-                    let resp = fut.await?;
-                    if let Some(state) = state {
-                        let route = crate::access_log::route_of(resp.request());
-                        state.metrics.http(&route, resp.status().as_u16(), started.elapsed());
-                    }
-                    Ok(resp)
+                    let outcome = fut.await;
+                    arrival.finish(&outcome);
+                    outcome
                 }
             })
             .wrap(TracingLogger::<crate::access_log::AccessLog>::new())
