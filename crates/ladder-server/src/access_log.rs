@@ -78,10 +78,11 @@ impl Arrival {
         // A client's mistake is in its access line; the server's own failure also gets an event
         // of its own at `error`, for alerting.
         if status.is_server_error() {
-            tracing::error!(route = %self.route, status = status.as_u16(), error = error.as_deref().map(display), "request failed");
+            let error = error.as_deref().map(tracing::field::display);
+            tracing::error!(route = %self.route, status = status.as_u16(), error, "request failed");
         }
         if let Some(state) = &self.state {
-            state.metrics.http(&self.route, status.as_u16(), elapsed);
+            state.metrics.http(&self.route, status, elapsed);
         }
     }
 }

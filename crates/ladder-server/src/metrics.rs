@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
@@ -21,35 +22,53 @@ struct Histogram {
     count: u64,
 }
 
-/// A metric's name and its label set, rendered once (`name{a="x",b="y"}`).
-type Series = (String, String);
+/// Series by metric name, then by label set, rendered once (`a="x",b="y"`).
+type Family<T> = BTreeMap<&'static str, BTreeMap<String, T>>;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Series, u64>>,
-    histograms: Mutex<BTreeMap<Series, (Histogram, &'static [f64])>>,
+    counters: Mutex<Family<u64>>,
+    histograms: Mutex<Family<(Histogram, &'static [f64])>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
-        .collect();
-    inner.join(",")
+    let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out
+}
+
+/// The series of `name` with `pairs`, made on first use. Called on every request (`http`), so
+/// its label set is the only allocation.
+fn series<'a, T>(family: &'a mut Family<T>, name: &'static str, pairs: &[(&str, &str)], new: impl FnOnce() -> T) -> &'a mut T {
+    family.entry(name).or_default().entry(labels(pairs)).or_insert_with(new)
 }
 
 impl Metrics {
-    pub fn inc(&self, name: &str, pairs: &[(&str, &str)]) {
+    pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
         if let Ok(mut c) = self.counters.lock() {
-            *c.entry((name.to_owned(), labels(pairs))).or_default() += 1;
+            *series(&mut c, name, pairs, || 0) += 1;
         }
     }
 
-    fn observe(&self, name: &str, pairs: &[(&str, &str)], value: f64, bounds: &'static [f64]) {
+    fn observe(&self, name: &'static str, pairs: &[(&str, &str)], value: f64, bounds: &'static [f64]) {
         if let Ok(mut h) = self.histograms.lock() {
-            let (hist, _) = h
-                .entry((name.to_owned(), labels(pairs)))
-                .or_insert_with(|| (Histogram { buckets: vec![0; bounds.len()], ..Default::default() }, bounds));
+            let new = || (Histogram { buckets: vec![0; bounds.len()], ..Default::default() }, bounds);
+            let (hist, _) = series(&mut h, name, pairs, new);
             for (i, b) in bounds.iter().enumerate() {
                 if value <= *b {
                     hist.buckets[i] += 1;
@@ -77,9 +96,9 @@ impl Metrics {
         self.inc("ladder_risk_signals_total", &[("signal", signal)]);
     }
 
-    pub fn http(&self, route: &str, status: u16, elapsed: Duration) {
-        let status = status.to_string();
-        self.observe("ladder_http_request_duration_seconds", &[("route", route), ("status", &status)], elapsed.as_secs_f64(), &LATENCY_BUCKETS);
+    pub fn http(&self, route: &str, status: StatusCode, elapsed: Duration) {
+        let pairs = [("route", route), ("status", status.as_str())];
+        self.observe("ladder_http_request_duration_seconds", &pairs, elapsed.as_secs_f64(), &LATENCY_BUCKETS);
     }
 
     /// The exposition text.
@@ -89,28 +108,24 @@ impl Metrics {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         };
         if let Ok(c) = self.counters.lock() {
-            let mut last = String::new();
-            for ((name, l), v) in c.iter() {
-                if *name != last {
-                    typed(&mut out, name, "counter", "Count of events.");
-                    last = name.clone();
+            for (name, series) in c.iter() {
+                typed(&mut out, name, "counter", "Count of events.");
+                for (l, v) in series {
+                    out.push_str(&format!("{name}{{{l}}} {v}\n"));
                 }
-                out.push_str(&format!("{name}{{{l}}} {v}\n"));
             }
         }
         if let Ok(h) = self.histograms.lock() {
-            let mut last = String::new();
-            for ((name, l), (hist, bounds)) in h.iter() {
-                if *name != last {
-                    typed(&mut out, name, "histogram", "Distribution of durations in seconds.");
-                    last = name.clone();
-                }
-                let sep = if l.is_empty() { "" } else { "," };
+            for (name, series) in h.iter() {
+                typed(&mut out, name, "histogram", "Distribution of durations in seconds.");
+                for (l, (hist, bounds)) in series {
+                    let sep = if l.is_empty() { "" } else { "," };
                 for (i, b) in bounds.iter().enumerate() {
                     out.push_str(&format!("{name}_bucket{{{l}{sep}le=\"{b}\"}} {}\n", hist.buckets[i]));
                 }
                 out.push_str(&format!("{name}_bucket{{{l}{sep}le=\"+Inf\"}} {}\n", hist.count));
-                out.push_str(&format!("{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}\n", hist.sum, hist.count));
+                    out.push_str(&format!("{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {}\n", hist.sum, hist.count));
+                }
             }
         }
         typed(&mut out, "ladder_db_pool_connections", "gauge", "Database connections by state.");
@@ -136,7 +151,7 @@ mod tests {
         let m = Metrics::default();
         m.authentication("stepup", "urn:ladder:loa:2", "success", 7);
         m.factor("totp", "failure");
-        m.http("/token", 200, Duration::from_millis(30));
+        m.http("/token", StatusCode::OK, Duration::from_millis(30));
         let text = m.render((3, 4));
         assert!(text.contains(r#"ladder_authentications_total{kind="stepup",level="urn:ladder:loa:2",outcome="success"} 1"#), "{text}");
         assert!(text.contains(r#"ladder_stepup_duration_seconds_bucket{le="10"} 1"#), "{text}");
