@@ -126,7 +126,13 @@ pub fn use_refresh_token(conn: &mut Conn, token_hash: &str, now: i64) -> Result<
 
 /// An access token recorded when issued, as versions before the `grant_id` claim did.
 #[cfg(test)]
-pub(crate) fn insert_access_token(conn: &mut Conn, jti: &str, grant_id: Option<&str>, client_id: &str, expires_at: i64) -> Result<(), StoreError> {
+pub(crate) fn insert_access_token(
+    conn: &mut Conn,
+    jti: &str,
+    grant_id: Option<&str>,
+    client_id: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
     native!(conn => diesel::insert_into(access_tokens::table)
         .values((
             access_tokens::jti.eq(jti),

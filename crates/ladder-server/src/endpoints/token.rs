@@ -188,9 +188,9 @@ impl Minter {
     /// Signs the grant's tokens (no database work).
     fn mint(&self, grant: &Grant, family: Family, nonce: Option<&str>, now: i64) -> Result<Minted, OAuthError> {
         let exp = tokens::access_expiry(self.ttl.access, grant, now).ok_or_else(tokens::lapsed)?;
-        let stored = family != Family::None;
+        let (keys, stored) = (&self.keys, family != Family::None);
         let (access_token, jti) =
-            tokens::mint_access_token(&self.issuer, &self.keys, self.access_alg, grant, stored, &grant.scope, &self.aud, exp, now)?;
+            tokens::mint_access_token(&self.issuer, keys, self.access_alg, grant, stored, &grant.scope, &self.aud, exp, now)?;
         let id_token = tokens::mint_id_token(&self.issuer, &self.keys, self.id_alg, grant, nonce, self.ttl.id, now)?;
         let access_kid = self.keys.active_kid(self.access_alg).unwrap_or_default().to_owned();
         Ok(Minted { access_token, access_kid, jti, access_expires_at: exp, id_token })
