@@ -44,25 +44,9 @@ pub fn insert_session(conn: &mut Conn, session: &Session) -> Result<(), StoreErr
     Ok(())
 }
 
-/// The live session behind a cookie: not ended, not past its absolute or idle expiry.
-pub fn find_live_session(
-    conn: &mut Conn,
-    token_hash: &str,
-    now: i64,
-    idle_timeout: i64,
-) -> Result<Option<Session>, StoreError> {
-    Ok(native!(conn => sessions::table
-        .filter(sessions::token_hash.eq(token_hash))
-        .filter(sessions::ended_at.is_null())
-        .filter(sessions::expires_at.gt(now))
-        .filter(sessions::last_seen_at.gt(now - idle_timeout))
-        .select(Session::as_select())
-        .get_result(conn)
-        .optional())?)
-}
-
-/// The live session a cookie's token names, with its user (unless disabled) and the factors the
-/// user holds, in one statement: every request that carries a session cookie asks.
+/// The live session a cookie's token names (not ended, not past its absolute or idle expiry),
+/// with its user (unless disabled) and the factors the user holds, in one statement: every request
+/// that carries a session cookie asks.
 pub fn find_live_with_user(
     conn: &mut Conn,
     token_hash: &str,
@@ -225,5 +209,52 @@ mod tests {
         })
         .unwrap();
         assert_eq!((*runs.lock().unwrap(), *prepares.lock().unwrap()), (6, 2));
+    }
+
+    /// A session read finds a live session with its enabled user and the user's factors; an
+    /// ended, idle or lapsed session, or a disabled user, finds nothing.
+    #[test]
+    fn a_live_session_is_read_with_its_user_and_factors() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::migrated_in(&dir, 1);
+        let user = User {
+            id: "u".into(),
+            username: "ada".into(),
+            email: None,
+            name: None,
+            is_admin: false,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let session = |id: &str, token_hash: &str| Session {
+            id: id.into(),
+            token_hash: token_hash.into(),
+            user_id: "u".into(),
+            created_at: 0,
+            last_seen_at: 100,
+            expires_at: 1000,
+            ip: None,
+            user_agent: None,
+            ended_at: None,
+        };
+        db.write(move |conn| {
+            crate::users::insert_user(conn, &user)?;
+            crate::users::set_password(conn, "u", "$argon2id$stub", 0)?;
+            insert_session(conn, &session("s-live", "live"))?;
+            insert_session(conn, &session("s-ended", "ended"))?;
+            end_session(conn, "s-ended", 50)
+        })
+        .unwrap();
+        let read = |hash: &'static str, now: i64| db.read(move |c| find_live_with_user(c, hash, now, 300)).unwrap();
+        let (found, user, factors) = read("live", 200).unwrap();
+        assert_eq!((found.id.as_str(), user.username.as_str(), factors), ("s-live", "ada", vec![Factor::Password]));
+        assert!(read("ended", 200).is_none(), "ended");
+        assert!(read("live", 400).is_none(), "idle for the whole timeout");
+        assert!(read("live", 1000).is_none(), "past its absolute expiry");
+        assert!(read("unknown", 200).is_none(), "no such token");
+        db.write(|c| Ok(c.batch_execute("UPDATE users SET disabled = TRUE WHERE id = 'u'")?)).unwrap();
+        assert!(read("live", 200).is_none(), "its user disabled");
     }
 }
