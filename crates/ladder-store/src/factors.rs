@@ -173,16 +173,7 @@ mod tests {
     fn enrolled_names_each_factor_once_it_can_be_proven() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::migrated_in(&dir, 1);
-        let user = User {
-            id: "u1".into(),
-            username: "ada".into(),
-            email: None,
-            name: None,
-            is_admin: false,
-            disabled: false,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let user = User::for_test("u1", "ada");
         let enrolled_now = || db.read(|conn| enrolled(conn, "u1")).unwrap();
         db.write(|conn| users::insert_user(conn, &user)).unwrap();
         assert_eq!(enrolled_now(), vec![]);

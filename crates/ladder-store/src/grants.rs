@@ -45,6 +45,29 @@ pub struct Grant {
     pub access_expires_at: Option<i64>,
 }
 
+#[cfg(test)]
+impl Grant {
+    /// A live grant of client `c`, with no user and nothing else set, for the store's unit tests.
+    pub(crate) fn for_test(id: &str) -> Grant {
+        Grant {
+            id: id.into(),
+            client_id: "c".into(),
+            user_id: None,
+            session_id: None,
+            code_hash: None,
+            scope: String::new(),
+            acr: None,
+            amr: "[]".into(),
+            auth_time: None,
+            acr_expires_at: None,
+            created_at: 0,
+            revoked_at: None,
+            revoked_reason: None,
+            access_expires_at: None,
+        }
+    }
+}
+
 pub fn insert_grant(conn: &mut Conn, grant: &Grant) -> Result<(), StoreError> {
     native!(conn => diesel::insert_into(grants::table).values(grant).execute(conn))?;
     Ok(())
@@ -249,23 +272,23 @@ mod tests {
     use super::*;
     use crate::Db;
 
+    /// A database with the client `c` and the user `u`.
+    fn with_owner(dir: &tempfile::TempDir) -> Db {
+        let db = Db::migrated_in(dir, 1);
+        db.write(|conn| {
+            Ok(conn.batch_execute(
+                "INSERT INTO clients (id, name, is_public, redirect_uris, scopes, created_at, updated_at) \
+                 VALUES ('c', 'c', FALSE, '[]', '', 0, 0); \
+                 INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'u', 0, 0);",
+            )?)
+        })
+        .unwrap();
+        db
+    }
+
+    /// A grant of the user `u`.
     fn grant(id: &str) -> Grant {
-        Grant {
-            id: id.into(),
-            client_id: "c".into(),
-            user_id: Some("u".into()),
-            session_id: None,
-            code_hash: None,
-            scope: "openid".into(),
-            acr: None,
-            amr: "[]".into(),
-            auth_time: None,
-            acr_expires_at: None,
-            created_at: 0,
-            revoked_at: None,
-            revoked_reason: None,
-            access_expires_at: None,
-        }
+        Grant { user_id: Some("u".into()), ..Grant::for_test(id) }
     }
 
     /// A token that names its grant lives with the grant until it is revoked by itself; one
@@ -274,13 +297,8 @@ mod tests {
     #[test]
     fn access_tokens_live_by_their_grant_or_their_row() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::migrated_in(&dir, 1);
+        let db = with_owner(&dir);
         db.write(|conn| {
-            conn.batch_execute(
-                "INSERT INTO clients (id, name, is_public, redirect_uris, scopes, created_at, updated_at) \
-                 VALUES ('c', 'c', FALSE, '[]', '', 0, 0); \
-                 INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'u', 0, 0);",
-            )?;
             insert_grant(conn, &grant("g"))?;
             insert_grant(conn, &grant("g-old"))?;
             insert_access_token(conn, "old", Some("g-old"), "c", 100)
@@ -312,13 +330,8 @@ mod tests {
     #[test]
     fn a_grant_keeps_its_newest_access_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::migrated_in(&dir, 1);
+        let db = with_owner(&dir);
         db.write(|conn| {
-            conn.batch_execute(
-                "INSERT INTO clients (id, name, is_public, redirect_uris, scopes, created_at, updated_at) \
-                 VALUES ('c', 'c', FALSE, '[]', '', 0, 0); \
-                 INSERT INTO users (id, username, created_at, updated_at) VALUES ('u', 'u', 0, 0);",
-            )?;
             insert_grant(conn, &grant("g"))
         })
         .unwrap();

@@ -197,16 +197,7 @@ mod tests {
     use crate::users::{User, count_users, find_user_by_username, insert_user};
 
     fn user(name: &str) -> User {
-        User {
-            id: format!("id-{name}"),
-            username: name.into(),
-            email: None,
-            name: None,
-            is_admin: false,
-            disabled: false,
-            created_at: 0,
-            updated_at: 0,
-        }
+        User::for_test(&format!("id-{name}"), name)
     }
 
     fn runtime() -> tokio::runtime::Runtime {

@@ -194,25 +194,6 @@ mod tests {
     use crate::Db;
     use crate::grants::{self, Grant};
 
-    fn grant(id: &str) -> Grant {
-        Grant {
-            id: id.into(),
-            client_id: "c".into(),
-            user_id: None,
-            session_id: None,
-            code_hash: None,
-            scope: String::new(),
-            acr: None,
-            amr: "[]".into(),
-            auth_time: None,
-            acr_expires_at: None,
-            created_at: 0,
-            revoked_at: None,
-            revoked_reason: None,
-            access_expires_at: None,
-        }
-    }
-
     /// Expired rows go in batches, by key; live ones stay, and so does a grant that gains a token
     /// between the read that found it and the delete.
     #[test]
@@ -229,11 +210,11 @@ mod tests {
                 grants::insert_access_token(conn, &format!("old-{i:04}"), None, "c", 10)?;
             }
             for id in ["g-dead", "g-kept", "g-in-use", "g-revived"] {
-                grants::insert_grant(conn, &grant(id))?;
+                grants::insert_grant(conn, &Grant::for_test(id))?;
             }
             // Tokens that name their grant have no row: the grant keeps their expiry.
-            grants::insert_grant(conn, &Grant { access_expires_at: Some(now + 60), ..grant("g-named") })?;
-            grants::insert_grant(conn, &Grant { access_expires_at: Some(now - grace - 1), ..grant("g-named-lapsed") })?;
+            grants::insert_grant(conn, &Grant { access_expires_at: Some(now + 60), ..Grant::for_test("g-named") })?;
+            grants::insert_grant(conn, &Grant { access_expires_at: Some(now - grace - 1), ..Grant::for_test("g-named-lapsed") })?;
             grants::insert_access_token(conn, "live", Some("g-in-use"), "c", now + 60)?;
             grants::insert_refresh_token(conn, "r-live", "g-kept", 0, now + 3600)
         })

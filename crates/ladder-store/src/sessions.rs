@@ -218,16 +218,7 @@ mod tests {
         use diesel::connection::SimpleConnection;
         let dir = tempfile::tempdir().unwrap();
         let db = crate::Db::migrated_in(&dir, 1);
-        let user = User {
-            id: "u".into(),
-            username: "ada".into(),
-            email: None,
-            name: None,
-            is_admin: false,
-            disabled: false,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let user = User::for_test("u", "ada");
         let session = |id: &str, token_hash: &str| Session {
             id: id.into(),
             token_hash: token_hash.into(),

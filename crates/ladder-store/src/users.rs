@@ -19,6 +19,23 @@ pub struct User {
     pub updated_at: i64,
 }
 
+#[cfg(test)]
+impl User {
+    /// An enabled user with nothing else set, for the store's unit tests.
+    pub(crate) fn for_test(id: &str, username: &str) -> User {
+        User {
+            id: id.into(),
+            username: username.into(),
+            email: None,
+            name: None,
+            is_admin: false,
+            disabled: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+}
+
 pub fn insert_user(conn: &mut Conn, user: &User) -> Result<(), StoreError> {
     native!(conn => diesel::insert_into(users::table)
         .values(user)
