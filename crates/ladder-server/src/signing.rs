@@ -112,7 +112,8 @@ fn keys_err(e: josekit::JoseError) -> AppError {
 }
 
 struct LoadedKey {
-    kid: String,
+    /// Shared with the tokens `VerifiedTokens` remembers for this key.
+    kid: Arc<str>,
     alg: Alg,
     active: bool,
     signer: Box<dyn JwsSigner>,
@@ -168,19 +169,19 @@ impl KeySet {
                 ),
             };
             jwks.push_key(public);
-            keys.push(LoadedKey { kid: row.kid, alg, active: row.status == keys::ACTIVE, signer, verifier });
+            keys.push(LoadedKey { kid: row.kid.into(), alg, active: row.status == keys::ACTIVE, signer, verifier });
         }
         Ok(KeySet { keys, jwks_json: jwks.to_string(), loaded_at: Instant::now() })
     }
 
     /// The key `sign` uses for `alg`.
-    pub fn active_kid(&self, alg: Alg) -> Option<&str> {
-        self.keys.iter().find(|k| k.alg == alg && k.active).map(|k| k.kid.as_str())
+    pub fn active_kid(&self, alg: Alg) -> Option<&Arc<str>> {
+        self.keys.iter().find(|k| k.alg == alg && k.active).map(|k| &k.kid)
     }
 
     /// Whether `kid` is still published (a retired key's tokens no longer verify).
     pub fn publishes(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid == kid)
+        self.keys.iter().any(|k| &*k.kid == kid)
     }
 
     pub fn jwks_json(&self) -> &str {
@@ -196,7 +197,7 @@ impl KeySet {
             .ok_or_else(|| AppError::Keys(format!("no active {} key", alg.as_str())))?;
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
-        header.set_key_id(key.kid.clone());
+        header.set_key_id(key.kid.to_string());
         let payload = JwtPayload::from_map(claims).map_err(keys_err)?;
         jwt::encode_with_signer(&payload, &header, key.signer.as_ref()).map_err(keys_err)
     }
@@ -208,14 +209,14 @@ impl KeySet {
     }
 
     /// `verify`, also naming the key that signed the token: (kid, typ, claims).
-    pub fn verify_naming_key(&self, token: &str) -> Result<(&str, Option<String>, Claims), VerifyError> {
+    pub fn verify_naming_key(&self, token: &str) -> Result<(&Arc<str>, Option<String>, Claims), VerifyError> {
         let header = jwt::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.claim("kid").and_then(Value::as_str).ok_or(VerifyError::UnknownKey)?;
         let alg = header.claim("alg").and_then(Value::as_str).ok_or(VerifyError::Malformed)?;
         let key = self
             .keys
             .iter()
-            .find(|k| k.kid == kid && k.alg.as_str() == alg)
+            .find(|k| &*k.kid == kid && k.alg.as_str() == alg)
             .ok_or(VerifyError::UnknownKey)?;
         let (payload, header) =
             jwt::decode_with_verifier(token, key.verifier.as_ref()).map_err(|_| VerifyError::Signature)?;

@@ -3,6 +3,8 @@
 //! refresh tokens, all from one grant (the token family). The grant and its refresh tokens are
 //! stored; an access token names its grant (`grant_id`) and is stored only if it is revoked.
 
+use std::sync::Arc;
+
 use ladder_store::clients::{Client, ClientSettings};
 use ladder_store::grants::{self, Grant};
 use ladder_store::{Conn, StoreError};
@@ -19,7 +21,7 @@ use crate::state::AppState;
 pub struct Minted {
     pub access_token: String,
     /// The key that signed the access token.
-    pub access_kid: String,
+    pub access_kid: Arc<str>,
     pub jti: String,
     pub access_expires_at: i64,
     pub id_token: Option<String>,

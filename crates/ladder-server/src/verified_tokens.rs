@@ -4,24 +4,26 @@
 //! party usually calls userinfo right after the exchange, with a token Ladder has just signed. Only
 //! the signature check is remembered: the caller still checks the claims, and asks the database
 //! whether the token was revoked, every time. A token whose key has since been retired no longer
-//! verifies. An entry holds no claims (they are read from the token again at each use), so that
-//! a full cache stays a few megabytes.
+//! verifies. Only access tokens (`typ` `at+jwt`) are remembered, the only tokens the callers
+//! accept, and an entry is the token's digest, its expiry and a shared handle on its key's id: no
+//! claims and no allocation of its own, so that a full cache stays under half a megabyte.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Map, Value};
 
 use crate::signing::{KeySet, VerifyError};
+use crate::tokens::ACCESS_TOKEN_TYP;
 
-/// Bound on remembered tokens; when full, expired ones go, and if that is not enough, all.
-const CAPACITY: usize = 20_000;
+/// Bound on remembered tokens; when full, expired ones go, and if that is not enough, all. 7/8 of
+/// 8,192, the most a table of 8,192 slots holds before it would double.
+const CAPACITY: usize = 7_168;
 
 struct Entry {
-    kid: String,
-    typ: Option<String>,
+    kid: Arc<str>,
     exp: i64,
 }
 
@@ -31,30 +33,29 @@ pub struct VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// `KeySet::verify`, answered from memory for a token verified (or signed) before and not yet
-    /// expired.
+    /// `KeySet::verify`, answered from memory for an access token verified (or signed) before and
+    /// not yet expired.
     pub fn verify(&self, keys: &KeySet, token: &str, now: i64) -> Result<(Option<String>, Map<String, Value>), VerifyError> {
         let digest = openssl::sha::sha256(token.as_bytes());
         let known = {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            entries.get(&digest).filter(|e| now < e.exp && keys.publishes(&e.kid)).map(|e| e.typ.clone())
+            entries.get(&digest).is_some_and(|e| now < e.exp && keys.publishes(&e.kid))
         };
-        if let Some(typ) = known
-            && let Some(claims) = claims_of(token)
-        {
-            return Ok((typ, claims));
+        if known && let Some(claims) = claims_of(token) {
+            return Ok((Some(ACCESS_TOKEN_TYP.to_owned()), claims));
         }
         let (kid, typ, claims) = keys.verify_naming_key(token)?;
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-        self.insert(digest, Entry { kid: kid.to_owned(), typ: typ.clone(), exp }, now);
+        if typ.as_deref().is_some_and(is_access_token_typ) {
+            let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+            self.insert(digest, Entry { kid: kid.clone(), exp }, now);
+        }
         Ok((typ, claims))
     }
 
     /// An access token Ladder has just signed with the key `kid`: valid by construction, so its
     /// first use need not check the signature.
-    pub fn remember(&self, token: &str, kid: &str, exp: i64, now: i64) {
-        let entry = Entry { kid: kid.to_owned(), typ: Some(crate::tokens::ACCESS_TOKEN_TYP.to_owned()), exp };
-        self.insert(openssl::sha::sha256(token.as_bytes()), entry, now);
+    pub fn remember(&self, token: &str, kid: &Arc<str>, exp: i64, now: i64) {
+        self.insert(openssl::sha::sha256(token.as_bytes()), Entry { kid: kid.clone(), exp }, now);
     }
 
     fn insert(&self, digest: [u8; 32], entry: Entry, now: i64) {
@@ -63,10 +64,14 @@ impl VerifiedTokens {
         }
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CAPACITY {
-            entries.retain(|_, e| now < e.exp);
-            if entries.len() >= CAPACITY {
-                entries.clear();
+            // Rebuilt rather than pruned in place: a pruned table keeps its deleted slots, and
+            // the next insert would double it.
+            let mut kept = HashMap::with_capacity(CAPACITY);
+            kept.extend(entries.drain().filter(|(_, e)| now < e.exp));
+            if kept.len() >= CAPACITY {
+                kept.clear();
             }
+            *entries = kept;
         }
         entries.insert(digest, entry);
     }
@@ -75,6 +80,11 @@ impl VerifiedTokens {
     fn len(&self) -> usize {
         self.entries.read().unwrap().len()
     }
+}
+
+/// The `typ` of an access token (RFC 9068), which media-type rules make case-insensitive.
+pub fn is_access_token_typ(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)
 }
 
 /// The claims of a compact JWS whose signature is known good.
@@ -137,6 +147,38 @@ mod tests {
         assert_eq!(cache.len(), 1, "an expired token is not remembered");
         let forged = format!("{}AAAA", &t[..t.len() - 4]);
         assert!(cache.verify(&keys, &forged, 50).is_err(), "only that exact token");
+    }
+
+    #[test]
+    fn only_access_tokens_are_remembered() {
+        let (keys, cache) = (keys(), VerifiedTokens::default());
+        let claims = json!({ "iss": "https://id.example", "exp": 100 });
+        let id_token = keys.sign(Alg::ES256, "JWT", claims.as_object().unwrap().clone()).unwrap();
+        let (typ, _) = cache.verify(&keys, &id_token, 10).unwrap();
+        assert_eq!(typ.as_deref(), Some("JWT"));
+        assert_eq!(cache.len(), 0);
+        let upper = keys.sign(Alg::ES256, "AT+JWT", claims.as_object().unwrap().clone()).unwrap();
+        cache.verify(&keys, &upper, 10).unwrap();
+        assert_eq!(cache.len(), 1, "the type is compared without regard to case");
+    }
+
+    #[test]
+    fn a_full_cache_keeps_its_bound() {
+        let (keys, cache) = (keys(), VerifiedTokens::default());
+        let kid = keys.active_kid(Alg::ES256).unwrap();
+        for i in 0..CAPACITY {
+            cache.remember(&format!("token-{i}"), kid, 50, 10);
+        }
+        assert_eq!(cache.len(), CAPACITY);
+        cache.remember("one-more", kid, 60, 20);
+        assert_eq!(cache.len(), 1, "none had expired, so all went");
+        for i in 0..CAPACITY - 1 {
+            cache.remember(&format!("token-{i}"), kid, 70, 20);
+        }
+        cache.remember("after-expiry", kid, 80, 65);
+        assert_eq!(cache.len(), CAPACITY, "the expired one made room; the live ones stayed");
+        assert!(!cache.entries.read().unwrap().contains_key(&openssl::sha::sha256(b"one-more")));
+        assert_eq!(cache.entries.read().unwrap().capacity(), CAPACITY, "the table never grew past its bound");
     }
 
     #[test]

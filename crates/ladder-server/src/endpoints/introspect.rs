@@ -12,6 +12,7 @@ use crate::crypto::secret_key;
 use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
+use crate::verified_tokens::is_access_token_typ;
 use crate::tokens;
 
 fn inactive() -> HttpResponse {
@@ -42,7 +43,7 @@ async fn access_token_claims(state: &AppState, token: &str) -> Result<Option<Val
     let Ok((typ, claims)) = state.verified.verify(&keys, token, state.now()) else { return Ok(None) };
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))
+    if !typ.as_deref().is_some_and(is_access_token_typ)
         || claims.get("iss").and_then(Value::as_str) != Some(state.issuer.as_str())
         || exp <= state.now()
     {

@@ -192,7 +192,7 @@ impl Minter {
         let (access_token, jti) =
             tokens::mint_access_token(&self.issuer, keys, self.access_alg, grant, stored, &grant.scope, &self.aud, exp, now)?;
         let id_token = tokens::mint_id_token(&self.issuer, &self.keys, self.id_alg, grant, nonce, self.ttl.id, now)?;
-        let access_kid = self.keys.active_kid(self.access_alg).unwrap_or_default().to_owned();
+        let access_kid = self.keys.active_kid(self.access_alg).cloned().unwrap_or_else(|| "".into());
         Ok(Minted { access_token, access_kid, jti, access_expires_at: exp, id_token })
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::errors::OAuthError;
 use crate::params::Params;
 use crate::state::AppState;
+use crate::verified_tokens::is_access_token_typ;
 
 fn invalid_token(description: &str) -> OAuthError {
     let mut e = OAuthError::new("invalid_token", description);
@@ -110,7 +111,7 @@ pub async fn verify_access_token(state: &AppState, token: &str) -> Result<Map<St
     let keys = state.keys.get().await;
     let (typ, claims) =
         state.verified.verify(&keys, token, state.now()).map_err(|_| invalid_token("The access token is invalid."))?;
-    if !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
+    if !typ.as_deref().is_some_and(is_access_token_typ) {
         return Err(invalid_token("The token is not an access token."));
     }
     if claims.get("iss").and_then(Value::as_str) != Some(state.issuer.as_str()) {
