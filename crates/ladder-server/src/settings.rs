@@ -188,12 +188,13 @@ impl Default for ServerSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// Connections kept per node; 0 leaves it to the backend (4 for SQLite, 8 for PostgreSQL).
     pub pool_size: u32,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings { url: "sqlite://data/ladder.db".into(), pool_size: 8 }
+        DatabaseSettings { url: "sqlite://data/ladder.db".into(), pool_size: 0 }
     }
 }
 

@@ -215,10 +215,11 @@ pub fn run(state: web::Data<AppState>, listener: TcpListener) -> Result<Server, 
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
-    // Blocking work is database calls (at most `pool_size` at once) and password hashes (bounded
-    // by their semaphore); threads beyond that would only wait, each with its stack and malloc
-    // arena (measured: ~40 threads and +20 MB RSS under load with the default of 512 / workers).
-    let blocking_threads = state.settings.database.pool_size as usize + state.hashing.available_permits() + 2;
+    // Blocking work is database calls (at most one per pooled connection at once) and password
+    // hashes (bounded by their semaphore); threads beyond that would only wait, each with its
+    // stack and malloc arena (measured: ~40 threads and +20 MB RSS under load with the default of
+    // 512 / workers).
+    let blocking_threads = state.db.pool_size() as usize + state.hashing.available_permits() + 2;
     crate::backchannel::spawn_worker(state.clone());
     crate::maintenance::spawn(state.clone());
     if !state.settings.audit.mirror_file.is_empty() {

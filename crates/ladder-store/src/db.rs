@@ -62,6 +62,17 @@ impl DbUrl {
     pub fn is_sqlite(&self) -> bool {
         matches!(self, DbUrl::Sqlite(_))
     }
+
+    /// Connections kept when the configuration leaves it to the backend. A SQLite read runs in
+    /// this process and on its CPU, so more readers than a few only hold page caches and threads
+    /// (eight against four: 1.4 MB more resident, no faster; bench/RESULTS.md, round 12). A
+    /// PostgreSQL query waits on the network, and more connections keep more of them in flight.
+    pub fn default_pool_size(&self) -> u32 {
+        match self {
+            DbUrl::Sqlite(_) => 4,
+            DbUrl::Postgres(_) => 8,
+        }
+    }
 }
 
 /// The URL without its password, for messages.
@@ -98,10 +109,12 @@ impl r2d2::ManageConnection for Manager {
                 // for each other instead of failing with "database is locked" (set first: opening
                 // a WAL database another process is opening can be briefly busy). The automatic
                 // checkpoint stays on, behind the idle writer's own (`group_commit`): a background
-                // timer alone, with it off, made the tail worse (bench/RESULTS.md). A 256 KiB page
-                // cache per reader (default 2 MiB; the writer's own connection raises it back,
-                // `open_writer`): lookups are by key and the OS caches the file; at 1 MiB, eight
-                // caches were a tenth of the server's resident memory, for no speed.
+                // timer alone, with it off, made the tail worse (bench/RESULTS.md). A 128 KiB page
+                // cache per reader (default 2 MiB; the writer's own connection raises it,
+                // `open_writer`): lookups are by key, the OS caches the file, and SQLite empties a
+                // reader's cache whenever the WAL has changed, so under writes it holds one read's
+                // pages at most. At 1 MiB, eight caches were a tenth of the server's resident
+                // memory, for no speed; 256 KiB to 128 KiB measured even too.
                 // The automatic checkpoint waits for 4,000 WAL pages (16 MiB) rather than 1,000:
                 // the pages every commit touches (the audit chain's head, the newest index leaves)
                 // are copied into the database a quarter as often (three sign-in runs each: 1–14%
@@ -112,7 +125,7 @@ impl r2d2::ManageConnection for Manager {
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -256; PRAGMA wal_autocheckpoint = 4000; \
+                     PRAGMA cache_size = -128; PRAGMA wal_autocheckpoint = 4000; \
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
@@ -156,6 +169,7 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Connects (creating the SQLite file and its directory when needed). Does not migrate.
+    /// A `pool_size` of 0 keeps the backend's default number of connections.
     pub fn connect(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let url = DbUrl::parse(url)?;
         if let DbUrl::Sqlite(path) = &url
@@ -166,9 +180,10 @@ impl Db {
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let is_sqlite = url.is_sqlite();
+        let pool_size = if pool_size == 0 { url.default_pool_size() } else { pool_size };
         let connect = std::sync::Arc::new(Manager { url: url.clone() });
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
+            .max_size(pool_size)
             // Waiting long for a pooled connection only turns overload into a hang: answer 503 instead.
             .connection_timeout(std::time::Duration::from_secs(3))
             // A PostgreSQL connection can die with its server or the network: test it before use.
@@ -182,6 +197,11 @@ impl Db {
 
     pub fn is_sqlite(&self) -> bool {
         self.is_sqlite
+    }
+
+    /// The most connections the pool keeps.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.max_size()
     }
 
     /// (idle, total) connections in the pool.
@@ -304,7 +324,7 @@ impl Db {
         f(writer.as_mut().expect("opened above"))
     }
 
-    /// The SQLite writer's own connection, with a page cache of 2 MiB (a pooled one has 256 KiB):
+    /// The SQLite writer's own connection, with a page cache of 2 MiB (a pooled one has 128 KiB):
     /// it keeps the index pages a batch of writes walks down and the leaves it appends to.
     fn open_writer(&self) -> Result<Conn, StoreError> {
         use r2d2::ManageConnection;
@@ -395,6 +415,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_pool_size_of_zero_is_the_backends_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("pool.db").to_str().unwrap().to_owned();
+        assert_eq!(Db::connect(&url, 0).unwrap().pool_size(), 4);
+        assert_eq!(Db::connect(&url, 6).unwrap().pool_size(), 6);
+        assert_eq!(DbUrl::parse("postgres://u@h/db").unwrap().default_pool_size(), 8);
+    }
+
     /// Writes share one connection of their own (a temporary table lives on its connection
     /// only), with the larger cache; a write that panics inside its transaction costs that
     /// connection, not the next write.
@@ -417,7 +446,7 @@ mod tests {
             Ok(diesel::sql_query("PRAGMA cache_size").get_result::<Size>(conn)?.cache_size)
         };
         assert_eq!(db.write(cache).unwrap(), -2048);
-        assert_eq!(db.read(cache).unwrap(), -256);
+        assert_eq!(db.read(cache).unwrap(), -128);
 
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             db.write(|conn| -> Result<(), StoreError> {
