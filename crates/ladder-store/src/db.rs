@@ -65,7 +65,7 @@ impl DbUrl {
 
     /// Connections kept when the configuration leaves it to the backend. A SQLite read runs in
     /// this process and on its CPU, so more readers than a few only hold page caches and threads
-    /// (eight against four: 1.4 MB more resident, no faster; bench/RESULTS.md, round 12). A
+    /// (eight against four: 1.4 MiB more resident, no faster; bench/RESULTS.md, round 12). A
     /// PostgreSQL query waits on the network, and more connections keep more of them in flight.
     pub fn default_pool_size(&self) -> u32 {
         match self {
@@ -114,7 +114,7 @@ impl r2d2::ManageConnection for Manager {
                 // `open_writer`): lookups are by key, the OS caches the file, and SQLite empties a
                 // reader's cache whenever the WAL has changed, so under writes it holds one read's
                 // pages at most. At 1 MiB, eight caches were a tenth of the server's resident
-                // memory, for no speed; 256 KiB to 128 KiB measured even too.
+                // memory, for no speed; 128 KiB measured even with 256 (round 12).
                 // The automatic checkpoint waits for 4,000 WAL pages (16 MiB) rather than 1,000:
                 // the pages every commit touches (the audit chain's head, the newest index leaves)
                 // are copied into the database a quarter as often (three sign-in runs each: 1–14%

@@ -12,8 +12,8 @@ use crate::crypto::secret_key;
 use crate::endpoints::token::{form_params, required};
 use crate::errors::OAuthError;
 use crate::state::AppState;
-use crate::verified_tokens::is_access_token_typ;
 use crate::tokens;
+use crate::verified_tokens::is_access_token_typ;
 
 fn inactive() -> HttpResponse {
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({ "active": false }))
