@@ -19,7 +19,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p ladder -p ladder-demo \
+    cargo build --release --locked -p ladder \
+    && cargo build --release --locked -p ladder-demo \
     && mkdir -p /out \
     && cp target/release/ladder target/release/ladder-demo /out/
 

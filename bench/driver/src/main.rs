@@ -5,6 +5,7 @@
 //! node-oidc-provider side by side; see bench/README.md.
 
 mod browser;
+mod code_pages;
 mod html;
 mod oidc;
 mod report;
@@ -48,6 +49,9 @@ enum Cmd {
     Soak(soak::SoakArgs),
     /// After a soak: audit rows written during the run against what the client saw succeed
     SoakCheck(soak::CheckArgs),
+    /// The functions on the pages of code a running server has touched, for the linker's symbol
+    /// order (bench/symbol-order.sh)
+    CodePages(code_pages::CodePagesArgs),
     /// Put two servers' JSON results side by side (the table compare.sh prints)
     Compare(report::CompareArgs),
     /// Half the lower of the two servers' best rates for a row: the offered load of a fixed-rate run
@@ -139,6 +143,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Argon2Limit { duration } => argon2_limit(duration),
+        Cmd::CodePages(args) => code_pages::code_pages(&args),
         Cmd::Compare(args) => report::compare(&args),
         Cmd::HalfRate { ladder, peer, name } => report::half_rate(&ladder, &peer, &name),
         Cmd::Run(args) => runtime()?.block_on(run(args)),
