@@ -182,6 +182,12 @@ impl Db {
         let is_sqlite = url.is_sqlite();
         let pool_size = if pool_size == 0 { url.default_pool_size() } else { pool_size };
         let connect = std::sync::Arc::new(Manager { url: url.clone() });
+        // The pool opens and reaps connections on threads of its own (three by default); one is
+        // enough for a handful of connections, and each idle thread keeps a stack and a malloc arena.
+        let pool_threads = scheduled_thread_pool::ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("r2d2-worker-{}")
+            .build();
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             // Waiting long for a pooled connection only turns overload into a hang: answer 503 instead.
@@ -190,6 +196,7 @@ impl Db {
             // A SQLite one is a file handle in this process; testing it cost every request a
             // statement prepared and run for nothing.
             .test_on_check_out(!is_sqlite)
+            .thread_pool(std::sync::Arc::new(pool_threads))
             .build(Manager { url })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Db { pool, connect, is_sqlite, writer: Default::default(), group: Default::default() })
