@@ -157,7 +157,25 @@ fn unhashed(name: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::unhashed;
+    use super::{PAGE, text_symbols, touched_pages, unhashed};
+
+    #[test]
+    fn the_page_of_code_just_run_is_touched_and_named() {
+        let exe = std::env::current_exe().unwrap();
+        let addr = unhashed as *const () as u64;
+        assert_eq!(unhashed("x.1"), "x");
+        let touched = touched_pages(std::process::id(), &exe).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let exe_name = exe.canonicalize().unwrap();
+        let base = maps
+            .lines()
+            .find(|l| l.ends_with(exe_name.to_str().unwrap()))
+            .map(|l| u64::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+            .unwrap();
+        assert!(touched.contains(&((addr - base) / PAGE)), "the page of `unhashed` is not present");
+        let symbols = text_symbols(&exe).unwrap();
+        assert!(symbols.iter().any(|s| s.addr == addr - base && s.name.contains("unhashed")));
+    }
 
     #[test]
     fn names_lose_only_what_differs_between_builds() {
