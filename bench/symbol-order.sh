@@ -2,7 +2,7 @@
 # Regenerates bench/symbol-order.txt: the functions Ladder's server runs, which release builds link
 # side by side so that fewer pages of code are mapped (bench/README.md, "Code layout").
 #
-#   sudo bench/symbol-order.sh            # builds both release variants, ~10 minutes
+#   sudo bench/symbol-order.sh            # builds both release variants, ~5 minutes
 #   sudo bench/symbol-order.sh --no-build
 #
 # It runs compare.sh's Ladder workloads, for a few seconds each, on a release build whose binary is
