@@ -34,15 +34,15 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -x "$TARGET/ladder-default" ] || die "missing $TARGET/ladder-default (run without --no-build)"
 DRIVER=$TARGET/release/ladder-bench
+
+dev=$(findmnt -no SOURCE --target "$TARGET")
+disk=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)
+RA=/sys/block/${disk:-$(basename "$dev")}/queue/read_ahead_kb
+[ -w "$RA" ] || die "$TARGET is not on a block device whose read-ahead can be set ($dev)"
+RA_WAS=$(cat "$RA")
 WORK=$(mktemp -d "$TARGET/symbol-order.XXXXXX")
 LADDER=$WORK/ladder
 cp "$TARGET/release/ladder" "$LADDER"
-
-dev=$(findmnt -no SOURCE --target "$WORK")
-disk=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)
-RA=/sys/block/${disk:-$(basename "$dev")}/queue/read_ahead_kb
-[ -w "$RA" ] || die "$WORK is not on a block device whose read-ahead can be set ($dev)"
-RA_WAS=$(cat "$RA")
 PID=""
 cleanup() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; fi; echo "$RA_WAS" > "$RA"; rm -rf "$WORK"; }
 trap cleanup EXIT
