@@ -53,18 +53,19 @@ pub fn code_pages(args: &CodePagesArgs) -> Result<()> {
     let keys: HashSet<(&str, u64)> = hot.iter().map(|s| (unhashed(&s.name), s.size)).collect();
     let mut listed: HashSet<String> = HashSet::new();
     let mut out = String::new();
-    for s in &hot {
-        if listed.insert(s.name.clone()) {
-            out.push_str(&s.name);
+    let mut list = |name: &str| {
+        if listed.insert(name.to_owned()) {
+            out.push_str(name);
             out.push('\n');
         }
+    };
+    for s in &hot {
+        list(&s.name);
     }
     for other in &args.also {
         for s in text_symbols(other)? {
-            if keys.contains(&(unhashed(&s.name), s.size)) && !listed.contains(&s.name) {
-                out.push_str(&s.name);
-                out.push('\n');
-                listed.insert(s.name);
+            if keys.contains(&(unhashed(&s.name), s.size)) {
+                list(&s.name);
             }
         }
     }
